@@ -1,0 +1,33 @@
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?=
+DEMO_OUT ?= demo_output
+
+.PHONY: install test lint format demo bench clean
+
+install:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e ".[dev]"
+
+test:
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo:
+	@echo "make demo: not yet available (lands with the newcomer-path issue)"; exit 1
+
+bench:
+	@echo "make bench: not yet available (lands with the benchmark issue)"; exit 1
+
+clean:
+	rm -rf $(DEMO_OUT) build dist *.egg-info .pytest_cache

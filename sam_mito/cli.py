@@ -1,0 +1,102 @@
+"""The ``sam-mito`` command: ``prepare | train | evaluate | predict | demo``, thin over the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .errors import SamMitoError
+
+logger = logging.getLogger("sam_mito")
+
+
+def _add_prepare(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "prepare", help="patch EM volumes into a Hub-format dataset with box prompts"
+    )
+    source = parser.add_argument_group("input (real data or --synthetic)")
+    source.add_argument("--images", help="training image stack (TIFF) or folder of PNG/TIFF slices")
+    source.add_argument("--masks", help="training mask stack or folder (file names match the images)")
+    source.add_argument("--test-images", help="test image stack or folder (becomes the test split)")
+    source.add_argument("--test-masks", help="test mask stack or folder")
+    source.add_argument(
+        "--mask-threshold", type=float, help="binarise masks with values other than 0/1 or 0/255"
+    )
+    source.add_argument(
+        "--synthetic", action="store_true", help="generate a synthetic EM volume pair instead"
+    )
+    source.add_argument("--slices", type=int, default=24, help="synthetic: number of training slices")
+    source.add_argument("--height", type=int, default=512, help="synthetic: slice height")
+    source.add_argument("--width", type=int, default=512, help="synthetic: slice width")
+    source.add_argument("--seed", type=int, default=0, help="synthetic: scene seed")
+    patching = parser.add_argument_group("patching and splits")
+    patching.add_argument("--patch-size", type=int, default=256)
+    patching.add_argument("--step", type=int, default=256)
+    patching.add_argument(
+        "--min-foreground", type=float, default=0.0, help="drop patches at or below this fraction"
+    )
+    patching.add_argument("--validation-fraction", type=float, default=0.1)
+    patching.add_argument("--test-fraction", type=float, default=0.1, help="used only without a test volume")
+    parser.add_argument("--out", required=True, help="output dataset folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="also upload the folder as a Hub dataset")
+    parser.set_defaults(handler=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from .data import PatchConfig, prepare_dataset
+
+    config = PatchConfig(
+        size=args.patch_size,
+        step=args.step,
+        min_foreground=args.min_foreground,
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+    )
+    dataset = prepare_dataset(
+        args.out,
+        images=args.images,
+        masks=args.masks,
+        test_images=args.test_images,
+        test_masks=args.test_masks,
+        synthetic_shape=(args.slices, args.height, args.width) if args.synthetic else None,
+        seed=args.seed,
+        config=config,
+        mask_threshold=args.mask_threshold,
+        overwrite=args.overwrite,
+        push_to_hub=args.push_to_hub,
+    )
+    counts = ", ".join(f"{split} {len(part)}" for split, part in dataset.items())
+    print(f"wrote {args.out}: {counts} patches")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sam-mito`` argument parser with one sub-command per pipeline stage."""
+    parser = argparse.ArgumentParser(prog="sam-mito", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in _COMMANDS:
+        add(commands)
+    return parser
+
+
+_COMMANDS = [_add_prepare]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; bad input prints one line and returns status 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        args.handler(args)
+    except SamMitoError as err:
+        print(f"sam-mito {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Box prompts derived from binary masks, and the training-time jitter applied to them.
+
+Boxes are ``[x0, y0, x1, y1]`` in pixel coordinates of the patch, inclusive of the first and last
+foreground pixel (``x1 = max column``), which is what SAM's processor expects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+#: Face (4-)connectivity: objects touching only at a corner are separate instances.
+CONNECTIVITY = ndimage.generate_binary_structure(2, 1)
+
+
+def union_box(mask: np.ndarray) -> list[int]:
+    """The smallest box containing every foreground pixel of ``mask``.
+
+    Raises
+    ------
+    ValueError
+        If the mask has no foreground.
+    """
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        raise ValueError("union_box: mask has no foreground pixel")
+    return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+
+
+def tile_box(height: int, width: int) -> list[int]:
+    """The box covering a whole ``height`` x ``width`` tile (the prompt-free prompt)."""
+    return [0, 0, width - 1, height - 1]
+
+
+def label_instances(mask: np.ndarray) -> np.ndarray:
+    """Label connected foreground components (4-connectivity) with ids 1..N, background 0."""
+    labels, _ = ndimage.label(mask, structure=CONNECTIVITY)
+    return labels
+
+
+def instance_boxes(mask: np.ndarray, *, min_pixels: int = 1) -> tuple[list[list[int]], list[int]]:
+    """One box per connected instance of ``mask``, with the instance id it was cut from.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Binary ``(H, W)`` mask.
+    min_pixels : int
+        Instances with fewer pixels get no box (slivers cut by a patch border).
+
+    Returns
+    -------
+    boxes, ids : list of box, list of int
+        ``label_instances(mask) == ids[k]`` recovers the mask of ``boxes[k]``.
+    """
+    labels = label_instances(mask)
+    boxes, ids = [], []
+    for index, found in enumerate(ndimage.find_objects(labels), start=1):
+        if found is None:
+            continue
+        rows, cols = found
+        if int((labels[found] == index).sum()) < min_pixels:
+            continue
+        boxes.append([cols.start, rows.start, cols.stop - 1, rows.stop - 1])
+        ids.append(index)
+    return boxes, ids
+
+
+def jitter_boxes(
+    boxes: torch.Tensor, *, max_shift: int, size: tuple[int, int], generator: torch.Generator
+) -> torch.Tensor:
+    """Move each side of each box by a uniform integer in ``[-max_shift, max_shift]``.
+
+    The result stays inside the ``(height, width)`` image and keeps ``x0 <= x1``, ``y0 <= y1``.
+    """
+    if max_shift <= 0:
+        return boxes
+    shift = torch.randint(-max_shift, max_shift + 1, boxes.shape, generator=generator).to(boxes.dtype)
+    moved = boxes + shift
+    height, width = size
+    limit = torch.tensor([width - 1, height - 1, width - 1, height - 1], dtype=boxes.dtype)
+    moved = torch.minimum(moved.clamp(min=0), limit)
+    x0 = torch.minimum(moved[..., 0], moved[..., 2])
+    x1 = torch.maximum(moved[..., 0], moved[..., 2])
+    y0 = torch.minimum(moved[..., 1], moved[..., 3])
+    y1 = torch.maximum(moved[..., 1], moved[..., 3])
+    return torch.stack([x0, y0, x1, y1], dim=-1)

@@ -1,0 +1,26 @@
+"""Shared fixtures: offline Hub, small synthetic volumes, a prepared dataset."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+
+from sam_mito.data import PatchConfig, prepare_dataset  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_cache(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "hf-cache"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory):
+    """A small prepared synthetic dataset: 12 training slices of 256x512, test volume of 3 slices."""
+    out = tmp_path_factory.mktemp("data") / "patches"
+    prepare_dataset(out, synthetic_shape=(12, 256, 512), seed=3, config=PatchConfig(validation_fraction=0.25))
+    return out

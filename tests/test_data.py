@@ -1,0 +1,135 @@
+"""Patching, splits, the Hub-format dataset folder and its card."""
+
+import numpy as np
+import pytest
+import yaml
+from huggingface_hub import DatasetCard
+
+from sam_mito.data import (
+    PatchConfig,
+    build_dataset,
+    load_patches,
+    patch_origins,
+    prepare_dataset,
+    slice_splits,
+)
+from sam_mito.errors import SamMitoError
+from sam_mito.hub import atomic_directory
+
+
+def test_epfl_slice_gives_12_patches_and_volume_1980():
+    origins = patch_origins(768, 1024, size=256, step=256)
+    assert len(origins) == 12
+    assert len(origins) * 165 == 1980
+    assert origins[-1] == (512, 768)
+
+
+def test_uneven_extent_adds_a_patch_flush_with_the_border():
+    assert patch_origins(300, 256, size=256, step=256) == [(0, 0), (44, 0)]
+
+
+def test_slice_smaller_than_patch_is_an_error():
+    with pytest.raises(
+        SamMitoError, match=r"slice shape \(100, 300\) is smaller than the patch size 256x256"
+    ):
+        patch_origins(100, 300, size=256, step=256)
+
+
+def test_validation_is_a_contiguous_slice_block_at_the_end():
+    ranges = slice_splits(20, config=PatchConfig(validation_fraction=0.2), has_test_volume=True)
+    assert ranges["train"] == range(0, 16) and ranges["validation"] == range(16, 20)
+    assert len(ranges["test"]) == 0
+    ranges = slice_splits(
+        20, config=PatchConfig(validation_fraction=0.1, test_fraction=0.1), has_test_volume=False
+    )
+    assert ranges == {"train": range(0, 16), "test": range(16, 18), "validation": range(18, 20)}
+
+
+def _toy_volume(n=6):
+    images = np.random.default_rng(0).integers(0, 255, (n, 64, 64), dtype=np.uint8)
+    masks = np.zeros((n, 64, 64), np.uint8)
+    masks[:, 4:10, 40:50] = 1  # only the top-right 32x32 patch has foreground
+    return images, masks
+
+
+def test_empty_patches_are_dropped_and_provenance_kept():
+    images, masks = _toy_volume()
+    config = PatchConfig(size=32, step=32, validation_fraction=0.34, test_fraction=0.0)
+    dataset = build_dataset((images, masks), test=_toy_volume(2), config=config)
+    assert [len(dataset[s]) for s in ("train", "validation", "test")] == [4, 2, 2]
+    row = dataset["train"][1]
+    assert (row["slice_index"], row["y"], row["x"], row["source"]) == (1, 0, 32, "training")
+    assert row["union_box"] == [8, 4, 17, 9]
+    assert np.array_equal(np.array(row["image"]), images[1, 0:32, 32:64])
+    assert dataset["validation"]["slice_index"] == [4, 5]
+
+
+def test_min_foreground_threshold_drops_sparse_patches():
+    images, masks = _toy_volume()
+    config = PatchConfig(size=32, step=32, min_foreground=0.1, validation_fraction=0.34)
+    with pytest.raises(SamMitoError, match="split 'train' has no patch with foreground"):
+        build_dataset((images, masks), test=_toy_volume(2), config=config)
+
+
+def test_load_dataset_round_trip_is_pixel_exact(tmp_path):
+    images, masks = _toy_volume()
+    config = PatchConfig(size=32, step=32, validation_fraction=0.34)
+    built = build_dataset((images, masks), test=_toy_volume(2), config=config)
+    from sam_mito.hub import save_dataset
+
+    save_dataset(built, tmp_path / "ds", source="toy", patch_config={**config.__dict__})
+    loaded = load_patches(tmp_path / "ds")
+    assert set(loaded) == {"train", "validation", "test"}
+    for split in loaded:
+        assert loaded[split].features == built[split].features
+        for a, b in zip(loaded[split], built[split], strict=True):
+            assert np.array_equal(np.array(a["image"]), np.array(b["image"]))
+            assert np.array_equal(np.array(a["label"]), np.array(b["label"]))
+            assert a["instance_boxes"] == b["instance_boxes"]
+
+
+def test_card_yaml_declares_configs_and_features(dataset_dir):
+    card = DatasetCard.load(dataset_dir / "README.md")
+    data = card.data.to_dict()
+    assert [f["split"] for f in data["configs"][0]["data_files"]] == ["train", "validation", "test"]
+    features = {f["name"]: f for f in data["dataset_info"]["features"]}
+    assert features["image"]["dtype"] == "image" and features["label"]["dtype"] == "image"
+    assert features["union_box"] == {"name": "union_box", "list": "int32", "length": 4}
+    assert "Lucchi" in card.text and "| train |" in card.text
+    yaml.safe_load(open(dataset_dir / "README.md").read().split("---")[1])
+
+
+def test_split_helpers_report_missing_and_empty(dataset_dir):
+    assert len(load_patches(dataset_dir, "validation")) > 0
+    with pytest.raises(SamMitoError, match=r"no split 'dev'; available: \['test', 'train', 'validation'\]"):
+        load_patches(dataset_dir, "dev")
+
+
+def test_not_a_dataset_folder(tmp_path):
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(SamMitoError, match="not a prepared sam-mito dataset|lacks column"):
+        load_patches(tmp_path)
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_directory(target) as staging:
+        (staging / "partial.parquet").write_text("half")
+        raise RuntimeError("disk full")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path, dataset_dir):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("x")
+    with pytest.raises(SamMitoError, match="exists and is not empty"):
+        prepare_dataset(target, synthetic_shape=(4, 256, 256), seed=0)
+    assert (target / "keep.txt").exists()
+
+
+def test_bad_input_in_prepare_leaves_no_output(tmp_path):
+    with pytest.raises(SamMitoError, match="--test-images and --test-masks go together"):
+        prepare_dataset(tmp_path / "out", images="a.tif", masks="b.tif", test_images="c.tif")
+    assert not (tmp_path / "out").exists()

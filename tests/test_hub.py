@@ -1,0 +1,64 @@
+"""Pushing folders to the Hub (mocked at the huggingface_hub boundary) and finding card templates."""
+
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+from sam_mito.data import prepare_dataset
+from sam_mito.hub import card_template
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_push_to_hub_uploads_the_written_folder(tmp_path):
+    with (
+        mock.patch("huggingface_hub.HfApi.create_repo") as create,
+        mock.patch("huggingface_hub.HfApi.upload_folder") as upload,
+    ):
+        prepare_dataset(tmp_path / "ds", synthetic_shape=(4, 256, 256), seed=0, push_to_hub="me/mito-patches")
+    create.assert_called_once_with("me/mito-patches", repo_type="dataset", exist_ok=True)
+    kwargs = upload.call_args.kwargs
+    assert kwargs["repo_id"] == "me/mito-patches" and kwargs["repo_type"] == "dataset"
+    staged = Path(kwargs["folder_path"])
+    assert (staged / "README.md").exists()
+    assert sorted(p.name for p in (staged / "data").iterdir()) == [
+        "test-00000-of-00001.parquet",
+        "train-00000-of-00001.parquet",
+        "validation-00000-of-00001.parquet",
+    ]
+
+
+def test_templates_are_found_in_the_installed_package():
+    assert "{{ card_data }}" in card_template("dataset_card.md")
+
+
+def test_non_editable_install_ships_the_templates(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    code = "import hub_cards, sam_mito.hub as h; print(hub_cards.__file__); print(len(h.card_template('dataset_card.md')))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    location, size = result.stdout.split()
+    assert location.startswith(str(target)) and int(size) > 500

@@ -1,0 +1,102 @@
+"""Reading EM stacks and slice folders, and normalising images and masks."""
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from sam_mito.errors import SamMitoError
+from sam_mito.volumes import load_pair, read_stack, to_binary_mask, to_uint8_gray
+
+
+def _write_pair(folder, images, masks, *, compress=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(folder / "training.tif", images, compression=compress, photometric="minisblack")
+    tifffile.imwrite(
+        folder / "training_groundtruth.tif", masks, compression=compress, photometric="minisblack"
+    )
+    return folder / "training.tif", folder / "training_groundtruth.tif"
+
+
+@pytest.mark.parametrize("compress", [None, "zlib"])
+def test_epfl_tiff_pair_reads_as_uint8_and_binary(tmp_path, compress):
+    images = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    masks = np.zeros((3, 4, 5), np.uint8)
+    masks[1, 1:3, 2:4] = 255
+    image_path, mask_path = _write_pair(tmp_path, images, masks, compress=compress)
+    read_images, read_masks = load_pair(image_path, mask_path)
+    assert read_images.dtype == np.uint8 and np.array_equal(read_images, images)
+    assert set(np.unique(read_masks)) == {0, 1}
+    assert read_masks.sum() == 4
+
+
+def test_slice_folders_match_masks_by_file_name(tmp_path):
+    for name, value in [("b.png", 20), ("a.png", 10)]:
+        (tmp_path / "img").mkdir(exist_ok=True)
+        (tmp_path / "msk").mkdir(exist_ok=True)
+        Image.fromarray(np.full((4, 4), value, np.uint8)).save(tmp_path / "img" / name)
+        Image.fromarray(np.full((4, 4), 1, np.uint8)).save(tmp_path / "msk" / name)
+    images, masks = load_pair(tmp_path / "img", tmp_path / "msk")
+    assert images.shape == (2, 4, 4)
+    assert images[0, 0, 0] == 10 and images[1, 0, 0] == 20  # sorted by name
+    assert masks.min() == 1
+
+
+def test_slice_folder_with_missing_mask_names_the_image(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "img" / "s01.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "msk" / "other.png")
+    with pytest.raises(SamMitoError, match=r"s01\.png: no mask with the same file name"):
+        load_pair(tmp_path / "img", tmp_path / "msk")
+
+
+def test_uint16_and_float_rescale_by_percentiles():
+    ramp = np.linspace(0, 60000, 1000, dtype=np.float64).reshape(1, 10, 100)
+    for stack in (ramp.astype(np.uint16), ramp.astype(np.float32) / 60000):
+        out = to_uint8_gray(stack)
+        assert out.dtype == np.uint8
+        assert out.min() == 0 and out.max() == 255
+        assert np.all(np.diff(out.ravel().astype(int)) >= 0)  # order preserved
+
+
+def test_rgb_becomes_grayscale_mean():
+    rgb = np.zeros((1, 2, 2, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 30, 60, 90
+    assert np.all(to_uint8_gray(rgb) == 60)
+
+
+@pytest.mark.parametrize("values", [(0, 1), (0, 255)])
+def test_masks_in_0_1_or_0_255_become_0_1(values):
+    mask = np.array([[[values[0], values[1]]]], np.uint8)
+    assert to_binary_mask(mask).tolist() == [[[0, 1]]]
+
+
+def test_other_mask_values_are_an_error_unless_thresholded():
+    mask = np.array([[[0, 7, 200]]], np.uint8)
+    with pytest.raises(SamMitoError, match=r"mask values \{0, 7, 200\}; expected \{0, 1\} or \{0, 255\}"):
+        to_binary_mask(mask)
+    assert to_binary_mask(mask, threshold=100).tolist() == [[[0, 0, 1]]]
+
+
+def test_shape_mismatch_names_both_files(tmp_path):
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((3, 4, 4), np.uint8), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "msk.tif", np.zeros((2, 4, 4), np.uint8), photometric="minisblack")
+    with pytest.raises(
+        SamMitoError, match=r"msk\.tif: mask stack shape \(2, 4, 4\) does not match .*img\.tif"
+    ):
+        load_pair(tmp_path / "img.tif", tmp_path / "msk.tif")
+
+
+def test_corrupt_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff at all")
+    with pytest.raises(SamMitoError, match=r"broken\.tif: cannot read image"):
+        read_stack(bad)
+
+
+def test_empty_folder_and_missing_path(tmp_path):
+    with pytest.raises(SamMitoError, match="holds no PNG/TIFF slices"):
+        read_stack(tmp_path)
+    with pytest.raises(SamMitoError, match="no such file or folder"):
+        read_stack(tmp_path / "absent.tif")
