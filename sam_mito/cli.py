@@ -71,6 +71,22 @@ def _prepare(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}: {counts} patches")
 
 
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="fine-tune the mask decoder: CONFIG.yaml|json, then any TrainingArguments flags",
+        add_help=False,
+    )
+    parser.set_defaults(handler=_train, passthrough=True)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .training import parse_config, train
+
+    metrics = train(parse_config(args.extra))
+    print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sam-mito`` argument parser with one sub-command per pipeline stage."""
     parser = argparse.ArgumentParser(prog="sam-mito", description=__doc__)
@@ -81,12 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_prepare]
+_COMMANDS = [_add_prepare, _add_train]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; bad input prints one line and returns status 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

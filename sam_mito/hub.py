@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, ModelCard, ModelCardData
 
 from .errors import SamMitoError
 
@@ -127,3 +128,106 @@ def push_folder(folder: str | Path, repo_id: str, *, repo_type: str, token: str 
     info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type)
     logger.info("pushed %s to %s", folder, repo_id)
     return str(getattr(info, "commit_url", info))
+
+
+METRIC_NAMES = {"dice": "Dice", "iou": "IoU"}
+
+
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not Path(name).exists()
+
+
+def _eval_results(evaluation: dict | None, validation: dict, dataset: str) -> list[EvalResult]:
+    results = []
+    rows = (
+        evaluation["results"] if evaluation else [{"mode": "validation", "model": "finetuned", **validation}]
+    )
+    for row in rows:
+        if row["model"] != "finetuned":
+            continue
+        for metric in ("dice", "iou"):
+            results.append(
+                EvalResult(
+                    task_type="image-segmentation",
+                    dataset_type=dataset,
+                    dataset_name=dataset,
+                    dataset_split=row.get("split"),
+                    metric_type=metric,
+                    metric_name=f"{METRIC_NAMES[metric]} ({row['mode']} prompts)",
+                    metric_value=round(float(row[metric]), 4),
+                )
+            )
+    return results
+
+
+def write_model_card(output_dir: str | Path, *, config, model, model_name: str | None = None) -> Path:
+    """Render hub_cards/model_card.md for a fine-tuned model into ``output_dir/README.md``.
+
+    Metrics come from ``evaluation.json`` (``sam-mito evaluate``) when present, otherwise from the
+    Trainer's validation metrics (``eval_results.json``).
+    """
+    from .modeling import TINY_BASE, tiny_base_path
+
+    output_dir = Path(output_dir)
+    evaluation = _read_json(output_dir / "evaluation.json")
+    validation = {k.removeprefix("eval_"): v for k, v in _read_json(output_dir / "eval_results.json").items()}
+    has_validation = "dice" in validation
+    dataset = str(config.dataset)
+    base = str(config.model_name_or_path)
+    demo_base = base in (TINY_BASE, str(tiny_base_path()))
+    card_data = ModelCardData(
+        base_model=base if _is_hub_id(base) and not demo_base else None,
+        datasets=[dataset] if _is_hub_id(dataset) else None,
+        library_name="transformers",
+        pipeline_tag="mask-generation",
+        license="apache-2.0",
+        tags=["segment-anything", "mitochondria", "electron-microscopy", "sam-mito"],
+        model_name=model_name or output_dir.name,
+        eval_results=_eval_results(evaluation, validation, dataset) if evaluation or has_validation else None,
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    hyperparameters = {
+        "learning_rate": config.learning_rate,
+        "weight_decay": config.weight_decay,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "max_steps" if config.max_steps > 0 else "num_train_epochs": (
+            config.max_steps if config.max_steps > 0 else config.num_train_epochs
+        ),
+        "lr_scheduler_type": getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type),
+        "embedding_cache": config.embedding_cache,
+        "encode_precision": config.encode_precision,
+        "seed": config.seed,
+    }
+    card = ModelCard.from_template(
+        card_data,
+        template_str=card_template("model_card.md"),
+        model_name=model_name or output_dir.name,
+        demo_base=demo_base,
+        base_model=base if not demo_base else f"{TINY_BASE} (packaged demonstration base)",
+        dataset=dataset,
+        train_split=config.train_split,
+        prompt_mode=config.prompt_mode,
+        box_jitter=config.box_jitter,
+        trainable=f"{trainable:,}",
+        total=f"{total:,}",
+        dice_weight=config.dice_weight,
+        ce_weight=config.ce_weight,
+        hyperparameters=hyperparameters,
+        results_table=(evaluation or {}).get("table")
+        or (
+            f"Validation: Dice {validation['dice']:.4f}, IoU {validation['iou']:.4f}"
+            if has_validation
+            else ""
+        ),
+        figure="comparison.png" if (output_dir / "comparison.png").exists() else None,
+        repo_or_path=config.hub_model_id or str(output_dir),
+    )
+    path = output_dir / "README.md"
+    card.save(path)
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -24,3 +24,19 @@ def dataset_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "patches"
     prepare_dataset(out, synthetic_shape=(12, 256, 512), seed=3, config=PatchConfig(validation_fraction=0.25))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A randomly initialised tiny SAM (seeded) saved with its processor, as a local checkpoint."""
+    import torch
+    from transformers import SamModel
+
+    from sam_mito.modeling import processor_for, tiny_sam_config
+
+    torch.manual_seed(0)
+    config = tiny_sam_config()
+    out = tmp_path_factory.mktemp("models") / "tiny-random"
+    SamModel(config).save_pretrained(out)
+    processor_for(config).save_pretrained(out)
+    return out

@@ -1,0 +1,187 @@
+"""Frozen-encoder image embeddings: computed once, stored as memory-mapped fp16, keyed, shared.
+
+Training, evaluation and inference all read embeddings through this module, so there is one cache
+format, one key and one encode path. The key covers the vision encoder's weights and
+configuration, the dataset split's image bytes, the processor's preprocessing settings and the
+encode precision; a cache whose key does not match is never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from accelerate import PartialState
+from tqdm.auto import tqdm
+from transformers import SamModel, SamProcessor
+
+from .errors import SamMitoError
+from .modeling import encoder_fingerprint
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16")
+FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$SAM_MITO_CACHE`` or ``~/.cache/sam_mito``, plus ``/embeddings``."""
+    return Path(os.environ.get("SAM_MITO_CACHE", Path.home() / ".cache" / "sam_mito")) / "embeddings"
+
+
+def to_rgb_arrays(images: list) -> list[np.ndarray]:
+    """PIL images or arrays (grayscale or RGB) as ``uint8 (H, W, 3)`` arrays for the SAM processor."""
+    out = []
+    for image in images:
+        array = np.asarray(image)
+        out.append(np.repeat(array[..., None], 3, axis=-1) if array.ndim == 2 else array[..., :3])
+    return out
+
+
+def pixel_values(processor: SamProcessor, images: list) -> torch.Tensor:
+    """Resize, normalise and pad images to the encoder's input, ``(B, 3, S, S)`` float32."""
+    return processor(images=to_rgb_arrays(images), return_tensors="pt")["pixel_values"]
+
+
+def encode(model: SamModel, pixels: torch.Tensor, *, precision: str = "fp32") -> torch.Tensor:
+    """Run the frozen vision encoder on ``pixels``; returns float32 embeddings ``(B, C, h, w)``.
+
+    ``precision="bf16"`` runs under bfloat16 autocast (the fast path on GPUs and on CPUs with bf16
+    instructions); the result is returned in float32 either way.
+    """
+    if precision not in PRECISIONS:
+        raise SamMitoError(f"encode precision '{precision}': expected one of {PRECISIONS}")
+    device = next(model.parameters()).device
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        return model.get_image_embeddings(pixels.to(device)).float()
+
+
+def dataset_fingerprint(split: datasets.Dataset) -> str:
+    """SHA-256 over the encoded image bytes of a dataset split, in order."""
+    digest = hashlib.sha256()
+    for item in split.cast_column("image", datasets.Image(decode=False))["image"]:
+        digest.update(item["bytes"] if item["bytes"] is not None else Path(item["path"]).read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(model: SamModel, processor: SamProcessor, split: datasets.Dataset, precision: str) -> dict:
+    """Everything an embedding depends on, as a JSON-able dict."""
+    preprocessing = {
+        k: v
+        for k, v in processor.image_processor.to_dict().items()
+        if not k.startswith("_") and "class" not in k
+    }
+    return {
+        "format": FORMAT_VERSION,
+        "encoder": encoder_fingerprint(model),
+        "dataset": dataset_fingerprint(split),
+        "preprocessing": json.loads(json.dumps(preprocessing, sort_keys=True, default=str)),
+        "precision": precision,
+    }
+
+
+class EmbeddingCache:
+    """Read-only view of a finished cache: ``cache[i]`` is the float32 embedding of row ``i``."""
+
+    def __init__(self, array_path: Path) -> None:
+        self.path = array_path
+        self.array = np.load(array_path, mmap_mode="r", allow_pickle=False)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.array[index], dtype=np.float32))
+
+    @property
+    def bytes_per_item(self) -> int:
+        """Bytes one embedding occupies on disk."""
+        return int(np.prod(self.array.shape[1:])) * self.array.dtype.itemsize
+
+
+def _paths(cache_dir: Path, name: str, key: dict) -> tuple[Path, Path]:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    stem = cache_dir / f"{name}-{digest}"
+    return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+
+def _is_valid(array_path: Path, meta_path: Path, key: dict, rows: int) -> bool:
+    if not (array_path.exists() and meta_path.exists()):
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+        array = np.load(array_path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        logger.warning("embedding cache %s is unreadable (%s); rebuilding", array_path, err)
+        return False
+    if meta.get("key") != key or len(array) != rows or not meta.get("complete"):
+        logger.warning(
+            "embedding cache %s does not match this model/dataset/preprocessing; rebuilding", array_path
+        )
+        return False
+    return True
+
+
+def build_cache(
+    model: SamModel,
+    processor: SamProcessor,
+    split: datasets.Dataset,
+    *,
+    name: str,
+    cache_dir: str | Path | None = None,
+    precision: str = "fp32",
+    batch_size: int = 8,
+) -> EmbeddingCache:
+    """Load the cache for ``split`` if a matching one exists, else encode every image once and store it.
+
+    Under ``accelerate launch`` every process encodes its own share of the rows into one shared
+    memory-mapped file; the main process creates the file and marks it complete once all are done.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    state = PartialState()
+    key = cache_key(model, processor, split, precision)
+    array_path, meta_path = _paths(cache_dir, name, key)
+    if _is_valid(array_path, meta_path, key, len(split)):
+        logger.info("using embedding cache %s", array_path)
+        return EmbeddingCache(array_path)
+    partial = array_path.with_suffix(".partial.npy")
+    if state.is_main_process:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        meta_path.unlink(missing_ok=True)
+        probe = encode(model, pixel_values(processor, [split[0]["image"]]), precision=precision)
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(len(split), *probe.shape[1:]))
+    state.wait_for_everyone()
+    array = np.load(partial, mmap_mode="r+", allow_pickle=False)
+    rows = list(range(state.process_index, len(split), state.num_processes))
+    progress = tqdm(
+        total=len(rows), desc=f"encoding {name}", unit="img", disable=not state.is_local_main_process
+    )
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        images = split.select(chunk)["image"]
+        array[chunk] = (
+            encode(model, pixel_values(processor, images), precision=precision).numpy().astype(np.float16)
+        )
+        progress.update(len(chunk))
+    progress.close()
+    array.flush()
+    del array
+    state.wait_for_everyone()
+    if state.is_main_process:
+        os.replace(partial, array_path)
+        tmp = meta_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"key": key, "complete": True, "rows": len(split)}, indent=1))
+        os.replace(tmp, meta_path)
+        logger.info("embedding cache written to %s", array_path)
+    state.wait_for_everyone()
+    return EmbeddingCache(array_path)
