@@ -24,7 +24,7 @@ format:
 	$(BIN)/ruff format .
 
 demo:
-	@echo "make demo: not yet available (lands with the newcomer-path issue)"; exit 1
+	HF_HUB_OFFLINE=1 $(BIN)/sam-mito demo --out $(DEMO_OUT) --overwrite $(if $(DATA),--data $(DATA),)
 
 bench:
 	@echo "make bench: not yet available (lands with the benchmark issue)"; exit 1

@@ -87,6 +87,23 @@ def _train(args: argparse.Namespace) -> None:
     print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
 
 
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("demo", help="offline end to end: data, fine-tune the tiny base, compare")
+    parser.add_argument("--out", default="demo_output", help="folder for every artifact")
+    parser.add_argument("--data", help="EPFL-layout folder (training.tif + training_groundtruth.tif)")
+    parser.add_argument("--steps", type=int, default=300, help="training steps")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    report = run_demo(args.out, data=args.data, steps=args.steps, overwrite=args.overwrite)
+    print(report["table"])
+    print(f"dataset: {args.out}/dataset  model + card + evaluation: {args.out}/model")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sam-mito`` argument parser with one sub-command per pipeline stage."""
     parser = argparse.ArgumentParser(prog="sam-mito", description=__doc__)
@@ -97,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_prepare, _add_train]
+_COMMANDS = [_add_prepare, _add_train, _add_demo]
 
 
 def main(argv: list[str] | None = None) -> int:
