@@ -27,7 +27,7 @@ demo:
 	HF_HUB_OFFLINE=1 $(BIN)/sam-mito demo --out $(DEMO_OUT) --overwrite $(if $(DATA),--data $(DATA),)
 
 bench:
-	@echo "make bench: not yet available (lands with the benchmark issue)"; exit 1
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_benchmarks.py --out BENCHMARKS.md --json bench.json
 
 clean:
 	rm -rf $(DEMO_OUT) build dist *.egg-info .pytest_cache
