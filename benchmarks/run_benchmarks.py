@@ -53,8 +53,8 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
     import torch
     from transformers import SamConfig, SamModel, TrainerCallback
 
-    from sam_mito.data import prepare_dataset
-    from sam_mito.modeling import processor_for, tiny_sam_config
+    from sam_mito.data import load_patches, prepare_dataset
+    from sam_mito.modeling import freeze_for_decoder_training, load_sam, processor_for, tiny_sam_config
     from sam_mito.training import SamMitoConfig, SamMitoTrainer, prompt_dataset
 
     torch.manual_seed(0)
@@ -74,9 +74,6 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
 
         def on_step_end(self, args, state, control, **kwargs):
             self.times.append(time.perf_counter() - self.start)
-
-    from sam_mito.data import load_patches
-    from sam_mito.modeling import freeze_for_decoder_training, load_sam
 
     result = {"architecture": size}
     for cached, n_steps in ((False, max(2, steps // 5)), (True, steps)):

@@ -158,8 +158,9 @@ def build_cache(
     if state.is_main_process:
         cache_dir.mkdir(parents=True, exist_ok=True)
         meta_path.unlink(missing_ok=True)
-        probe = encode(model, pixel_values(processor, [split[0]["image"]]), precision=precision)
-        np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(len(split), *probe.shape[1:]))
+        side = model.config.prompt_encoder_config.image_embedding_size
+        shape = (len(split), model.config.vision_config.output_channels, side, side)
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
     state.wait_for_everyone()
     array = np.load(partial, mmap_mode="r+", allow_pickle=False)
     rows = list(range(state.process_index, len(split), state.num_processes))
