@@ -87,6 +87,54 @@ def _train(args: argparse.Namespace) -> None:
     print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
 
 
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "predict", help="segment a slice, stack or slice folder into a 0/255 mask TIFF of the same shape"
+    )
+    parser.add_argument("--model", required=True, help="Hub id, local folder or sam-mito/tiny-base")
+    parser.add_argument(
+        "--input", required=True, help="TIFF/PNG image, multi-page TIFF stack or slice folder"
+    )
+    parser.add_argument("--output", required=True, help="mask TIFF to write (uint8, 0/255)")
+    parser.add_argument("--boxes", help="JSON: [[x0, y0, x1, y1], ...] or {slice index: boxes}")
+    parser.add_argument(
+        "--mode",
+        choices=("tile-box", "grid", "boxes"),
+        help="prompts per tile (default: boxes with --boxes, else tile-box)",
+    )
+    parser.add_argument("--tile", type=int, help="tile side in pixels (default: the model's training patch)")
+    parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels")
+    parser.add_argument("--grid-size", type=int, default=10, help="grid mode: points per side")
+    parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
+    parser.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
+    parser.add_argument("--probabilities", help="also write the float32 probability map here")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="encoder precision")
+    parser.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from .inference import Segmenter, predict_stack
+
+    segmenter = Segmenter.from_pretrained(
+        args.model,
+        mode=args.mode or ("boxes" if args.boxes else "tile-box"),
+        tile=args.tile,
+        overlap=args.overlap,
+        grid_size=args.grid_size,
+        precision=args.precision,
+    )
+    shape = predict_stack(
+        segmenter,
+        args.input,
+        args.output,
+        boxes_path=args.boxes,
+        probabilities_path=args.probabilities,
+        threshold=args.threshold,
+        min_size=args.min_size,
+    )
+    print(f"wrote {args.output}: mask {shape}, {segmenter.encoder_passes} encoder passes")
+
+
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("demo", help="offline end to end: data, fine-tune the tiny base, compare")
     parser.add_argument("--out", default="demo_output", help="folder for every artifact")
@@ -114,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_prepare, _add_train, _add_demo]
+_COMMANDS = [_add_prepare, _add_train, _add_predict, _add_demo]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,13 @@ def tile_box(height: int, width: int) -> list[int]:
     return [0, 0, width - 1, height - 1]
 
 
+def grid_points(height: int, width: int, *, n: int = 10) -> list[list[float]]:
+    """``n`` x ``n`` points ``[x, y]`` at the centres of an even grid over the image (a prompt-free prompt)."""
+    xs = (np.arange(n) + 0.5) * width / n
+    ys = (np.arange(n) + 0.5) * height / n
+    return [[float(x), float(y)] for y in ys for x in xs]
+
+
 def label_instances(mask: np.ndarray) -> np.ndarray:
     """Label connected foreground components (4-connectivity) with ids 1..N, background 0."""
     labels, _ = ndimage.label(mask, structure=CONNECTIVITY)

@@ -201,13 +201,17 @@ def masks_to_image(low_res: torch.Tensor, size: tuple[int, int], image_size: int
     return resized.reshape(*lead, height, width)
 
 
-def boxes_to_input(boxes: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
-    """Scale boxes from image pixels to the resized encoder input, as ``SamProcessor`` does."""
+def prompts_to_input(coords: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
+    """Scale boxes ``(..., 4)`` or points ``(..., 2)`` from image pixels to the resized encoder input.
+
+    The same rescaling ``SamProcessor`` applies to ``input_boxes`` and ``input_points``.
+    """
     height, width = size
     scale = image_size / max(height, width)
     new_h, new_w = int(height * scale + 0.5), int(width * scale + 0.5)
-    factor = torch.tensor([new_w / width, new_h / height, new_w / width, new_h / height], dtype=boxes.dtype)
-    return boxes * factor.to(boxes.device)
+    pairs = coords.shape[-1] // 2
+    factor = torch.tensor([new_w / width, new_h / height] * pairs, dtype=coords.dtype)
+    return coords * factor.to(coords.device)
 
 
 def compute_segmentation_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -257,7 +261,9 @@ class SamMitoTrainer(Trainer):
             boxes = self._jitter(boxes, inputs["index"], size)
         image_size = self.model.config.vision_config.image_size
         image = {k: inputs[k] for k in ("image_embeddings", "pixel_values") if k in inputs}
-        outputs = model(**image, input_boxes=boxes_to_input(boxes, size, image_size), multimask_output=False)
+        outputs = model(
+            **image, input_boxes=prompts_to_input(boxes, size, image_size), multimask_output=False
+        )
         return masks_to_image(outputs.pred_masks[:, :, 0], size, image_size)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -357,6 +363,11 @@ def train(config: SamMitoConfig) -> dict[str, float]:
 
     train_split = load_patches(config.dataset, config.train_split)
     eval_split = load_patches(config.dataset, config.eval_split) if config.eval_split else None
+    # Saved with the model, so inference tiles slices the way the model was trained.
+    model.config.sam_mito = {
+        "patch_size": max(train_split[0]["image"].size),
+        "prompt_mode": config.prompt_mode,
+    }
     train_set = prompt_dataset(model, processor, train_split, config, name=config.train_split)
     eval_set = (
         prompt_dataset(model, processor, eval_split, config, name=config.eval_split) if eval_split else None

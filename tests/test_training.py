@@ -16,11 +16,11 @@ from sam_mito.training import (
     PromptDataset,
     SamMitoConfig,
     SamMitoTrainer,
-    boxes_to_input,
     collate_prompts,
     masks_to_image,
     parse_config,
     prompt_dataset,
+    prompts_to_input,
     train,
 )
 
@@ -117,7 +117,7 @@ def test_boxes_and_masks_map_like_the_processor(tiny_model_dir):
     image = np.zeros((128, 256, 3), np.uint8)
     box = [[[10.0, 20.0, 100.0, 90.0]]]
     expected = processor(images=[image], input_boxes=box, return_tensors="pt")["input_boxes"]
-    ours = boxes_to_input(torch.tensor(box), (128, 256), 256)
+    ours = prompts_to_input(torch.tensor(box), (128, 256), 256)
     assert torch.allclose(ours.float(), expected.float())
     low_res = torch.zeros(1, 1, 64, 64)
     low_res[..., :32, :] = 1.0  # the resized 128x256 image fills the top half of the padded input
@@ -156,6 +156,7 @@ def test_train_recipe_saves_a_stock_loadable_model_with_card(tmp_path, tiny_mode
     model = SamModel.from_pretrained(out)
     processor = SamProcessor.from_pretrained(out)
     assert processor.image_processor.size["longest_edge"] == 256
+    assert model.config.sam_mito == {"patch_size": 256, "prompt_mode": "union"}  # read by inference
     assert (out / "model.safetensors").exists()
     reference, _ = load_sam(str(tiny_model_dir))
     assert torch.equal(

@@ -1,0 +1,358 @@
+"""Segment full slices and volumes: overlapping tiles, one encoder pass each, blended back together.
+
+A slice is cut into ``tile`` x ``tile`` windows (the patch size the model was fine-tuned on, read
+from its saved config) overlapping by ``overlap`` pixels; tiles at the right and bottom edges are
+shifted back inside the image, and images smaller than a tile are mirror-padded. Each tile is
+encoded once, prompted, and its probabilities are blended into the slice with weights that fall
+linearly to almost zero at the tile's edges, so no seam shows where tiles meet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from tqdm.auto import tqdm
+from transformers import SamModel, SamProcessor
+
+from .embeddings import encode, pixel_values
+from .errors import SamMitoError
+from .modeling import load_sam
+from .prompts import grid_points, label_instances, tile_box
+from .training import masks_to_image, prompts_to_input
+from .volumes import SLICE_SUFFIXES, read_stack, to_uint8_gray
+
+logger = logging.getLogger(__name__)
+
+PREDICT_MODES = ("tile-box", "grid", "boxes")
+DEFAULT_TILE = 256
+
+Box = list[float]
+
+
+def decode_probabilities(
+    model: SamModel,
+    embeddings: torch.Tensor,
+    size: tuple[int, int],
+    *,
+    boxes: torch.Tensor | None = None,
+    points: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mask probabilities ``(B, K, H, W)`` for ``K`` prompts per image on cached image embeddings.
+
+    Parameters
+    ----------
+    model : SamModel
+        Any SAM; only its prompt encoder and mask decoder run.
+    embeddings : torch.Tensor
+        ``(B, C, h, w)`` image embeddings from :func:`sam_mito.embeddings.encode`.
+    size : tuple of int
+        ``(H, W)`` of the images the prompts refer to, in pixels.
+    boxes : torch.Tensor, optional
+        ``(B, K, 4)`` boxes ``[x0, y0, x1, y1]`` in image pixels: one mask per box.
+    points : torch.Tensor, optional
+        ``(B, K, N, 2)`` positive points ``[x, y]`` in image pixels: one mask per group of N.
+    """
+    if (boxes is None) == (points is None):
+        raise SamMitoError("decode_probabilities: give exactly one of boxes or points")
+    image_size = model.config.vision_config.image_size
+    device = next(model.parameters()).device
+    if boxes is not None:
+        prompt = {"input_boxes": prompts_to_input(boxes.float(), size, image_size).to(device)}
+    else:
+        prompt = {
+            "input_points": prompts_to_input(points.float(), size, image_size).to(device),
+            "input_labels": torch.ones(points.shape[:-1], dtype=torch.long, device=device),
+        }
+    with torch.inference_mode():
+        outputs = model(image_embeddings=embeddings.to(device), multimask_output=False, **prompt)
+        return torch.sigmoid(masks_to_image(outputs.pred_masks[:, :, 0], size, image_size)).float().cpu()
+
+
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``length``, overlapping by at least ``overlap``.
+
+    The last tile is moved back to end at the edge; a ``length`` shorter than a tile gives ``[0]``.
+    """
+    if not 0 <= overlap < tile:
+        raise SamMitoError(f"overlap {overlap}: expected 0 <= overlap < tile ({tile})")
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    origins = list(range(0, length - tile, step))
+    return origins + [length - tile]
+
+
+def blend_weights(tile: int, overlap: int) -> np.ndarray:
+    """``(tile, tile)`` blending weights: 1 in the middle, falling linearly to ~0 across ``overlap``."""
+    ramp = np.ones(tile, dtype=np.float32)
+    if overlap > 0:
+        edge = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        ramp[:overlap] = np.minimum(ramp[:overlap], edge)
+        ramp[-overlap:] = np.minimum(ramp[-overlap:], edge[::-1])
+    return np.outer(ramp, ramp)
+
+
+def stitch(
+    shape: tuple[int, int], tiles: Iterator[tuple[int, int, np.ndarray]], *, overlap: int
+) -> np.ndarray:
+    """Blend ``(y, x, values)`` tiles into one ``shape`` map, weighting each by :func:`blend_weights`.
+
+    Where tiles agree the result equals them exactly; where they differ it moves smoothly from one
+    to the other across the overlap. Pixels no tile covers are 0.
+    """
+    total = np.zeros(shape, dtype=np.float32)
+    weight = np.zeros(shape, dtype=np.float32)
+    for y, x, values in tiles:
+        height, width = values.shape
+        w = blend_weights(max(height, width), overlap)[:height, :width]
+        total[y : y + height, x : x + width] += w * values
+        weight[y : y + height, x : x + width] += w
+    return np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)
+
+
+def _boxes_in_tile(boxes: list[Box], y: int, x: int, tile: int) -> list[Box]:
+    """The part of each box inside the tile at ``(y, x)``, in tile coordinates (none if outside)."""
+    clipped = []
+    for x0, y0, x1, y1 in boxes:
+        cx0, cy0 = max(x0, x) - x, max(y0, y) - y
+        cx1, cy1 = min(x1, x + tile - 1) - x, min(y1, y + tile - 1) - y
+        if cx0 <= cx1 and cy0 <= cy1:
+            clipped.append([cx0, cy0, cx1, cy1])
+    return clipped
+
+
+class Segmenter:
+    """Prompt a SAM on overlapping tiles of whole slices and blend the tiles' probabilities.
+
+    Parameters
+    ----------
+    model, processor : SamModel, SamProcessor
+        Any SAM checkpoint, fine-tuned or stock.
+    mode : str, keyword-only
+        ``tile-box`` (one box over each whole tile), ``grid`` (``grid_size`` x ``grid_size``
+        positive points per tile) or ``boxes`` (the caller's boxes, clipped to each tile).
+    tile, overlap : int, keyword-only
+        Tile side and minimum overlap in pixels; ``tile`` defaults to the patch size the model was
+        fine-tuned on (``config.sam_mito["patch_size"]``), else 256.
+    precision : str, keyword-only
+        Encoder precision, as in :func:`sam_mito.embeddings.encode`.
+    """
+
+    def __init__(
+        self,
+        model: SamModel,
+        processor: SamProcessor,
+        *,
+        mode: str = "tile-box",
+        tile: int | None = None,
+        overlap: int = 32,
+        grid_size: int = 10,
+        precision: str = "fp32",
+    ) -> None:
+        if mode not in PREDICT_MODES:
+            raise SamMitoError(f"mode '{mode}': expected one of {PREDICT_MODES}")
+        trained = getattr(model.config, "sam_mito", None) or {}
+        self.tile = int(tile or trained.get("patch_size", DEFAULT_TILE))
+        tile_origins(self.tile, self.tile, overlap)  # validates overlap against the tile
+        self.model, self.processor = model.eval(), processor
+        self.mode, self.overlap, self.grid_size, self.precision = mode, overlap, grid_size, precision
+        self.encoder_passes = 0
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs) -> Segmenter:
+        """Load a SAM by Hub id or folder (see :func:`sam_mito.modeling.load_sam`) and wrap it."""
+        model, processor = load_sam(name_or_path)
+        return cls(model, processor, **kwargs)
+
+    def _tile_probability(self, image: np.ndarray, boxes: list[Box] | None) -> np.ndarray:
+        size = image.shape
+        if self.mode == "boxes" and not boxes:
+            return np.zeros(size, dtype=np.float32)
+        embeddings = encode(self.model, pixel_values(self.processor, [image]), precision=self.precision)
+        self.encoder_passes += 1
+        if self.mode == "boxes":
+            prompt = {"boxes": torch.tensor([boxes], dtype=torch.float32)}
+        elif self.mode == "tile-box":
+            prompt = {"boxes": torch.tensor([[tile_box(*size)]], dtype=torch.float32)}
+        else:
+            points = grid_points(*size, n=self.grid_size)
+            prompt = {"points": torch.tensor([[points]], dtype=torch.float32)}
+        return decode_probabilities(self.model, embeddings, size, **prompt)[0].amax(dim=0).numpy()
+
+    def probabilities(self, image: np.ndarray, boxes: list[Box] | None = None) -> np.ndarray:
+        """Foreground probability ``(H, W)`` float32 of one ``uint8`` grayscale slice.
+
+        ``boxes`` (``[x0, y0, x1, y1]`` in slice pixels) are required in ``boxes`` mode and ignored
+        otherwise; a tile that no box touches is not encoded and scores 0.
+        """
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise SamMitoError(f"slice has shape {image.shape}; expected a 2-D (height, width) image")
+        if self.mode == "boxes" and boxes is None:
+            raise SamMitoError("mode 'boxes' needs boxes: pass boxes=[[x0, y0, x1, y1], ...]")
+        height, width = image.shape
+        padded = np.pad(
+            image, ((0, max(0, self.tile - height)), (0, max(0, self.tile - width))), mode="symmetric"
+        )
+
+        def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
+            for y in tile_origins(height, self.tile, self.overlap):
+                for x in tile_origins(width, self.tile, self.overlap):
+                    window = padded[y : y + self.tile, x : x + self.tile]
+                    inside = _boxes_in_tile(boxes, y, x, self.tile) if self.mode == "boxes" else None
+                    yield y, x, self._tile_probability(window, inside)
+
+        return stitch(padded.shape, tiles(), overlap=self.overlap)[:height, :width]
+
+    def segment(
+        self, image: np.ndarray, boxes: list[Box] | None = None, *, threshold: float = 0.5, min_size: int = 0
+    ) -> np.ndarray:
+        """Binary ``uint8`` mask (0/255) of one slice; see :meth:`probabilities` and :func:`postprocess`."""
+        return postprocess(self.probabilities(image, boxes), threshold=threshold, min_size=min_size)
+
+
+def postprocess(probability: np.ndarray, *, threshold: float = 0.5, min_size: int = 0) -> np.ndarray:
+    """Threshold a probability map into a 0/255 ``uint8`` mask, dropping objects under ``min_size`` pixels."""
+    mask = probability > threshold
+    if min_size > 0:
+        labels = label_instances(mask)
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_size
+        small[0] = False
+        mask &= ~small[labels]
+    return mask.astype(np.uint8) * 255
+
+
+def read_boxes(path: str | Path, shape: tuple[int, ...]) -> dict[int, list[Box]]:
+    """Read a boxes JSON file and check every box lies inside the ``(Z, H, W)`` volume.
+
+    The file holds either a list of ``[x0, y0, x1, y1]`` boxes (used on every slice) or an object
+    mapping slice indices to such lists (``{"0": [[10, 12, 80, 90]], "7": [...]}``); coordinates
+    are pixels of the slice, inclusive.
+    """
+    depth, height, width = shape
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SamMitoError(f"{path}: cannot read boxes JSON ({err})") from err
+    if isinstance(data, list):
+        data = {str(z): data for z in range(depth)}
+    if not isinstance(data, dict):
+        raise SamMitoError(f"{path}: expected a list of boxes or an object of slice index -> boxes")
+    per_slice = {}
+    for key, boxes in data.items():
+        if not (str(key).isdigit() and int(key) < depth):
+            raise SamMitoError(f"{path}: slice key '{key}' is not a slice index in 0..{depth - 1}")
+        if not isinstance(boxes, list):
+            raise SamMitoError(f"{path}: slice {key}: expected a list of [x0, y0, x1, y1] boxes")
+        for box in boxes:
+            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)):
+                raise SamMitoError(f"{path}: slice {key}: box {box!r} is not [x0, y0, x1, y1]")
+            x0, y0, x1, y1 = box
+            if not (0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height):
+                raise SamMitoError(
+                    f"{path}: slice {key}: box {box} is outside the {width}x{height} image "
+                    "(expected 0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height)"
+                )
+        per_slice[int(key)] = boxes
+    return per_slice
+
+
+def open_slices(path: str | Path) -> tuple[tuple[int, ...], Iterator[np.ndarray]]:
+    """The shape of an image or stack and an iterator over its ``uint8`` grayscale slices.
+
+    Multi-page TIFF stacks and slice folders are read one slice at a time, so memory stays at a
+    few slices whatever the stack's depth. The shape is ``(H, W)`` for a single image, else
+    ``(Z, H, W)``. Non-``uint8`` slices are rescaled slice by slice.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SamMitoError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES)
+        if not files:
+            raise SamMitoError(f"{path}: folder holds no PNG/TIFF slices (expected *.png, *.tif or *.tiff)")
+        first = _gray(read_stack(files[0]), files[0])
+        shape = (len(files), *first.shape[1:])
+        return shape, (_gray(read_stack(f), f, first.shape[1:])[0] for f in files)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                paged = series.ndim == 3 and "S" not in series.axes and len(series.pages) == series.shape[0]
+                shape = tuple(series.shape)
+        except (OSError, IndexError, ValueError, tifffile.TiffFileError) as err:
+            raise SamMitoError(f"{path}: cannot read TIFF ({err})") from err
+        if paged:
+            if 0 in shape:
+                raise SamMitoError(f"{path}: empty stack {shape}; expected at least one slice")
+            return shape, _tiff_pages(path, shape)
+    stack = _gray(read_stack(path), path)
+    return (stack.shape[1:] if len(stack) == 1 else stack.shape), iter(stack)
+
+
+def _tiff_pages(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    with tifffile.TiffFile(path) as tif:
+        for index in range(shape[0]):
+            yield _gray(tif.series[0].pages[index].asarray()[None], path)[0]
+
+
+def _gray(stack: np.ndarray, path: Path, expected: tuple[int, ...] | None = None) -> np.ndarray:
+    if stack.ndim not in (3, 4) or (stack.ndim == 4 and stack.shape[-1] not in (3, 4)):
+        raise SamMitoError(f"{path}: image has shape {stack.shape}; expected (H, W) or (slices, H, W)")
+    gray = to_uint8_gray(stack, source=str(path))
+    if expected is not None and gray.shape[1:] != tuple(expected):
+        raise SamMitoError(f"{path}: slice shape {gray.shape[1:]} differs from the first slice {expected}")
+    return gray
+
+
+def predict_stack(
+    segmenter: Segmenter,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    boxes_path: str | Path | None = None,
+    probabilities_path: str | Path | None = None,
+    threshold: float = 0.5,
+    min_size: int = 0,
+) -> tuple[int, ...]:
+    """Segment an image, stack or slice folder into a 0/255 ``uint8`` TIFF of the same shape.
+
+    Slices stream through one at a time; the mask (and the float32 probability map, if asked for)
+    are written to temporary files beside the outputs and renamed into place only when every slice
+    is done, so a failure leaves nothing half-written. Returns the output shape.
+    """
+    shape, slices = open_slices(input_path)
+    volume_shape = shape if len(shape) == 3 else (1, *shape)
+    boxes = read_boxes(boxes_path, volume_shape) if boxes_path is not None else None
+    if segmenter.mode == "boxes" and boxes is None:
+        raise SamMitoError("mode 'boxes' needs a boxes JSON file (--boxes)")
+    targets = [Path(output_path)] + ([Path(probabilities_path)] if probabilities_path else [])
+    for target in targets:
+        if not target.parent.is_dir():
+            raise SamMitoError(f"{target}: folder {target.parent} does not exist")
+    partials = [t.with_name(f".{t.name}.partial") for t in targets]
+    try:
+        probs_writer = tifffile.TiffWriter(partials[1]) if probabilities_path else contextlib.nullcontext()
+        with tifffile.TiffWriter(partials[0]) as masks, probs_writer as probs:
+            progress = tqdm(slices, total=volume_shape[0], desc="predicting", unit="slice")
+            for index, image in enumerate(progress):
+                probability = segmenter.probabilities(image, boxes.get(index, []) if boxes else None)
+                masks.write(postprocess(probability, threshold=threshold, min_size=min_size), contiguous=True)
+                if probs is not None:
+                    probs.write(probability, contiguous=True)
+        for partial, target in zip(partials, targets, strict=True):
+            os.replace(partial, target)
+    finally:
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+    logger.info("wrote %s %s (%d encoder passes)", output_path, shape, segmenter.encoder_passes)
+    return shape
