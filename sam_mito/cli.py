@@ -87,6 +87,66 @@ def _train(args: argparse.Namespace) -> None:
     print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
 
 
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    from .evaluation import EVAL_MODES
+
+    parser = commands.add_parser(
+        "evaluate", help="Dice/IoU of base vs fine-tuned on the same patches and prompts, plus a figure"
+    )
+    parser.add_argument("--base", required=True, help="base SAM: Hub id, local folder or sam-mito/tiny-base")
+    parser.add_argument("--finetuned", required=True, help="fine-tuned SAM: Hub id or local folder")
+    parser.add_argument("--dataset", required=True, help="folder or Hub id made by `sam-mito prepare`")
+    parser.add_argument("--split", default="test", help="split to score")
+    parser.add_argument(
+        "--prompt",
+        nargs="+",
+        choices=tuple(EVAL_MODES),
+        default=list(EVAL_MODES),
+        help="prompt modes to report (default: all)",
+    )
+    parser.add_argument(
+        "--out",
+        help="folder for eval_results.json, evaluation.md, comparison.png (default: --finetuned if a folder)",
+    )
+    parser.add_argument("--cache-dir", help="embedding cache folder")
+    parser.add_argument("--figure-rows", type=int, default=4, help="patches shown in comparison.png")
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO", help="rewrite the fine-tuned folder's card and upload the folder"
+    )
+    parser.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .evaluation import compare
+    from .hub import TRAINING_CONFIG, push_folder, write_model_card
+    from .modeling import load_sam
+
+    model_dir = Path(args.finetuned) if Path(args.finetuned).is_dir() else None
+    out = Path(args.out or model_dir or "evaluation")
+    in_model_dir = model_dir is not None and out.resolve() == model_dir.resolve()
+    if args.push_to_hub and not in_model_dir:
+        raise SamMitoError("--push-to-hub needs --finetuned to be a local model folder and --out to be it")
+    report = compare(
+        args.base,
+        args.finetuned,
+        args.dataset,
+        split=args.split,
+        modes=tuple(args.prompt),
+        cache_dir=args.cache_dir,
+        out_dir=out,
+        figure_rows=args.figure_rows,
+    )
+    print(report["table"])
+    print(f"wrote {out}/eval_results.json, evaluation.md, comparison.png")
+    if in_model_dir and (model_dir / TRAINING_CONFIG).exists():
+        write_model_card(model_dir, model=load_sam(str(model_dir))[0])
+        print(f"updated {model_dir}/README.md with the results")
+    if args.push_to_hub:
+        print(push_folder(model_dir, args.push_to_hub, repo_type="model"))
+
+
 def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "predict", help="segment a slice, stack or slice folder into a 0/255 mask TIFF of the same shape"
@@ -149,7 +209,15 @@ def _demo(args: argparse.Namespace) -> None:
 
     report = run_demo(args.out, data=args.data, steps=args.steps, overwrite=args.overwrite)
     print(report["table"])
-    print(f"dataset: {args.out}/dataset  model + card + evaluation: {args.out}/model")
+    prediction = report["prediction"]
+    print(
+        f"prompt-free full-slice prediction (fine-tuned, tile-box): Dice {prediction['dice']:.4f}, "
+        f"IoU {prediction['iou']:.4f}, {prediction['encoder_passes']} encoder passes"
+    )
+    print(f"dataset (parquet + card):                 {args.out}/dataset")
+    print(f"model, processor, card, eval_results.json: {args.out}/model")
+    print(f"comparison figure:                        {args.out}/model/comparison.png")
+    print(f"full-slice prediction:                    {args.out}/predict/mask.tif, prediction.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_prepare, _add_train, _add_predict, _add_demo]
+_COMMANDS = [_add_prepare, _add_train, _add_evaluate, _add_predict, _add_demo]
 
 
 def main(argv: list[str] | None = None) -> int:

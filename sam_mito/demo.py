@@ -1,17 +1,26 @@
-"""The offline end-to-end demo: synthetic (or real) EM → dataset → fine-tuned tiny SAM → scores."""
+"""The offline end-to-end demo: synthetic (or real) EM → dataset → fine-tuned tiny SAM → scores → prediction."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from .data import PatchConfig, prepare_dataset
+import tifffile
+
+from .data import PatchConfig, prepare_dataset, slice_splits
 from .evaluation import compare
+from .figures import overlay
 from .hub import check_output_dir, write_model_card
-from .modeling import TINY_BASE, freeze_for_decoder_training, load_sam
+from .inference import Segmenter, predict_stack
+from .metrics import dice_iou
+from .modeling import TINY_BASE, load_sam
+from .synthetic import SyntheticEM
 from .training import SamMitoConfig, train
+from .volumes import load_pair
 
 logger = logging.getLogger(__name__)
+
+DATA_SPLITS = PatchConfig(validation_fraction=0.15, test_fraction=0.25)
 
 
 def run_demo(
@@ -33,7 +42,7 @@ def run_demo(
             dataset_dir,
             images=data / "training.tif",
             masks=data / "training_groundtruth.tif",
-            config=PatchConfig(validation_fraction=0.15, test_fraction=0.25),
+            config=DATA_SPLITS,
             overwrite=True,
         )
     model_dir = out_dir / "model"
@@ -54,11 +63,30 @@ def run_demo(
         seed=0,
     )
     train(config)
-    report = compare(
-        TINY_BASE, str(model_dir), dataset_dir, cache_dir=config.cache_dir, out=model_dir / "evaluation.json"
-    )
-    (model_dir / "evaluation.md").write_text(report["table"] + "\n")
+    report = compare(TINY_BASE, str(model_dir), dataset_dir, cache_dir=config.cache_dir, out_dir=model_dir)
     finetuned, _ = load_sam(str(model_dir))
-    freeze_for_decoder_training(finetuned)
-    write_model_card(model_dir, config=config, model=finetuned)  # now with the comparison
+    write_model_card(model_dir, model=finetuned)  # now with the comparison and the figure
+    report["prediction"] = predict_full_slice(out_dir / "predict", model_dir, data=data)
     return report
+
+
+def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | None = None) -> dict:
+    """Segment one whole slice the model never trained on, prompt-free, and score it.
+
+    Synthetic: a fresh 768x1024 scene (another seed). Real data: the first slice of the test block.
+    Writes ``slice.tif``, ``mask.tif`` (0/255) and ``prediction.png`` (the mask over the slice).
+    """
+    if data is None:
+        image, truth = SyntheticEM((1, 768, 1024), seed=1000).render(0)
+    else:
+        images, masks = load_pair(Path(data) / "training.tif", Path(data) / "training_groundtruth.tif")
+        index = slice_splits(len(images), config=DATA_SPLITS, has_test_volume=False)["test"].start
+        image, truth = images[index], masks[index]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(out_dir / "slice.tif", image)
+    segmenter = Segmenter(*load_sam(str(model_dir)), mode="tile-box")
+    predict_stack(segmenter, out_dir / "slice.tif", out_dir / "mask.tif")
+    mask = tifffile.imread(out_dir / "mask.tif") > 0
+    overlay(image, mask, (0, 160, 255), size=None).save(out_dir / "prediction.png")
+    scores = dice_iou(mask, truth)
+    return {"dice": scores["dice"], "iou": scores["iou"], "encoder_passes": segmenter.encoder_passes}

@@ -1,46 +1,129 @@
-"""Score models on a prepared split with the same patches and prompts: base vs fine-tuned."""
+"""Score SAMs on a prepared split, base vs fine-tuned, in every prompt mode, with the same patches.
+
+Both models see exactly the same patches and the same prompts (exact ground-truth boxes, no
+jitter, or the same prompt-free box/grid). Embeddings come from the shared cache, so when the two
+models share their frozen encoder (the decoder-only fine-tuning case) each patch is encoded once.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import tempfile
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import datasets
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
 from .data import load_patches
-from .modeling import load_sam
-from .training import SamMitoConfig, SamMitoTrainer, compute_segmentation_metrics, prompt_dataset
+from .embeddings import EmbeddingCache, build_cache
+from .errors import SamMitoError
+from .figures import comparison_figure
+from .inference import decode_probabilities
+from .metrics import overlap_counts, per_image_scores, scores_from_counts
+from .modeling import encoder_fingerprint, load_sam
+from .prompts import grid_points
 
 logger = logging.getLogger(__name__)
 
+#: Prompt modes and how the report describes them; the first two read the answer's location off
+#: the ground truth, the last two are prompt-free.
+EVAL_MODES = {
+    "union": "union box (from ground truth)",
+    "instance": "per-instance boxes (from ground truth)",
+    "tile": "whole-tile box (prompt-free)",
+    "grid": "10x10 point grid (prompt-free)",
+}
+GROUND_TRUTH_MODES = ("union", "instance")
+RESULTS_FILE = "eval_results.json"
 
-def evaluate_model(
-    model_name_or_path: str,
-    dataset: str | Path,
+
+def _batch_prompts(rows: dict, mode: str, size: tuple[int, int], grid_size: int) -> dict[str, torch.Tensor]:
+    """Prompts for a batch of rows (a column dict): boxes ``(B, K, 4)`` or points ``(B, 1, N, 2)``."""
+    count = len(rows["union_box"])
+    if mode == "grid":
+        points = grid_points(*size, n=grid_size)
+        return {"points": torch.tensor([[points]] * count, dtype=torch.float32)}
+    if mode == "instance":
+        per_row = [
+            boxes or [union] for boxes, union in zip(rows["instance_boxes"], rows["union_box"], strict=True)
+        ]
+    else:
+        per_row = [[box] for box in rows["tile_box" if mode == "tile" else "union_box"]]
+    most = max(len(boxes) for boxes in per_row)
+    padded = [boxes + [boxes[0]] * (most - len(boxes)) for boxes in per_row]  # repeats leave the max as is
+    return {"boxes": torch.tensor(padded, dtype=torch.float32)}
+
+
+def predict_patches(
+    model,
+    embeddings: EmbeddingCache,
+    split: datasets.Dataset,
+    mode: str,
     *,
-    split: str = "test",
-    prompt_mode: str = "union",
-    cache_dir: str | None = None,
-) -> dict[str, float]:
-    """Dice/IoU (per image and pooled) of one model on ``split`` with GT-derived box prompts, no jitter."""
-    model, processor = load_sam(model_name_or_path)
-    patches = load_patches(dataset, split)
-    with tempfile.TemporaryDirectory() as scratch:
-        config = SamMitoConfig(
-            output_dir=scratch,
-            prompt_mode=prompt_mode,
-            cache_dir=cache_dir,
-            use_cpu=True,
-            report_to="none",
-            per_device_eval_batch_size=16,
-            disable_tqdm=True,
-        )
-        data = prompt_dataset(model, processor, patches, config, name=split)
-        trainer = SamMitoTrainer(model=model, args=config, compute_metrics=compute_segmentation_metrics)
-        metrics = trainer.evaluate(eval_dataset=data, metric_key_prefix="test")
-    return {
-        key.removeprefix("test_"): value for key, value in metrics.items() if "dice" in key or "iou" in key
-    }
+    rows: list[int] | None = None,
+    batch_size: int = 16,
+    grid_size: int = 10,
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Yield ``(rows, predicted masks, reference masks)`` batches of a split in one prompt mode.
+
+    A patch's prediction is the union over its prompts (the instance boxes' masks, or one mask).
+    """
+    rows = list(range(len(split))) if rows is None else rows
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        columns = split[chunk]
+        labels = np.stack([np.asarray(label, dtype=bool) for label in columns["label"]])
+        size = labels.shape[-2:]
+        prompt = _batch_prompts(columns, mode, size, grid_size)
+        stacked = torch.stack([embeddings[i] for i in chunk])
+        probabilities = decode_probabilities(model, stacked, size, **prompt).amax(dim=1)
+        yield chunk, (probabilities > 0.5).numpy(), labels
+
+
+def score_model(
+    model, embeddings: EmbeddingCache, split: datasets.Dataset, mode: str, *, grid_size: int = 10
+) -> tuple[dict[str, float], np.ndarray]:
+    """Dice/IoU per image and pooled of one model in one mode, and each patch's Dice."""
+    counts = [overlap_counts(pred, ref) for _, pred, ref in predict_patches(model, embeddings, split, mode)]
+    intersection, pred_sum, ref_sum = (np.concatenate(c) for c in zip(*counts, strict=True))
+    dice, _ = per_image_scores(intersection, pred_sum, ref_sum)
+    return scores_from_counts(intersection, pred_sum, ref_sum), dice
+
+
+def results_table(results: list[dict]) -> str:
+    """The Markdown table of a report's results: one row per prompt mode and model."""
+    lines = [
+        "| prompts | model | Dice | IoU | pooled Dice | pooled IoU | patches |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {EVAL_MODES[r['mode']]} | {r['model']} | {r['dice']:.4f} | {r['iou']:.4f} | "
+        f"{r['pooled_dice']:.4f} | {r['pooled_iou']:.4f} | {r['n_images']} |"
+        for r in results
+    ]
+    return "\n".join(lines)
+
+
+def choose_figure_rows(split: datasets.Dataset, dice: np.ndarray, *, count: int = 4) -> list[int]:
+    """Patches to show: the most crowded (most instances), one per patch position so neighbouring
+    slices do not repeat a scene, then the lowest-Dice patch with foreground (a hard case).
+
+    Ties break by row index, so the choice depends only on the data and the scores.
+    """
+    instances = np.array([len(ids) for ids in split["instance_ids"]])
+    positions = list(zip(split["y"], split["x"], strict=True))
+    crowded = [int(i) for i in np.lexsort((np.arange(len(instances)), -instances))]
+    distinct = {}
+    for row in crowded:
+        distinct.setdefault(positions[row], row)
+    ranked = list(distinct.values()) + [row for row in crowded if row not in distinct.values()]
+    chosen = ranked[: max(count - 1, 1)]
+    hard = [int(i) for i in np.argsort(dice, kind="stable") if instances[i] > 0 and i not in chosen]
+    return (chosen + hard[:1])[:count]
 
 
 def compare(
@@ -49,25 +132,96 @@ def compare(
     dataset: str | Path,
     *,
     split: str = "test",
-    prompt_mode: str = "union",
-    cache_dir: str | None = None,
-    out: str | Path | None = None,
+    modes: tuple[str, ...] = tuple(EVAL_MODES),
+    cache_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    figure_mode: str = "union",
+    figure_rows: int = 4,
 ) -> dict:
-    """Evaluate ``base`` and ``finetuned`` on exactly the same patches and prompts; optionally write JSON.
+    """Evaluate ``base`` and ``finetuned`` on exactly the same patches and prompts, in every mode.
 
-    Returns ``{"split", "prompt_mode", "results": [{"model", "mode", "dice", "iou", ...}], "table"}``.
+    Returns ``{"dataset", "split", "base", "finetuned", "results": [...], "table"}``; each result
+    has ``model`` (``base`` | ``finetuned``), ``mode``, ``prompts``, ``uses_ground_truth`` and the
+    scores of :func:`sam_mito.metrics.dice_iou`. With ``out_dir``, writes ``eval_results.json``,
+    ``evaluation.md`` and ``comparison.png`` there.
     """
-    results = []
-    for label, name in (("base", base), ("finetuned", finetuned)):
-        scores = evaluate_model(name, dataset, split=split, prompt_mode=prompt_mode, cache_dir=cache_dir)
-        results.append({"model": label, "mode": prompt_mode, "split": split, **scores})
-    lines = ["| model | prompts | Dice | IoU | pooled Dice | pooled IoU |", "|---|---|---|---|---|---|"]
-    lines += [
-        f"| {r['model']} | {r['mode']} box (from ground truth) | {r['dice']:.4f} | {r['iou']:.4f} | "
-        f"{r['pooled_dice']:.4f} | {r['pooled_iou']:.4f} |"
-        for r in results
-    ]
-    report = {"split": split, "prompt_mode": prompt_mode, "results": results, "table": "\n".join(lines)}
-    if out is not None:
-        Path(out).write_text(json.dumps(report, indent=2))
+    unknown = [mode for mode in modes if mode not in EVAL_MODES]
+    if unknown:
+        raise SamMitoError(f"prompt mode(s) {unknown}: expected some of {list(EVAL_MODES)}")
+    patches = load_patches(dataset, split)
+    models = {"base": load_sam(base), "finetuned": load_sam(finetuned)}
+    if encoder_fingerprint(models["base"][0]) != encoder_fingerprint(models["finetuned"][0]):
+        logger.warning(
+            "%s and %s have different image encoders: their embeddings cannot be shared, encoding twice",
+            base,
+            finetuned,
+        )
+    results, dice = [], {}
+    for label, (model, processor) in models.items():
+        model.eval()
+        cache = build_cache(model, processor, patches, name=split, cache_dir=cache_dir)
+        for mode in tqdm(modes, desc=f"scoring {label}", unit="mode"):
+            scores, dice[label, mode] = score_model(model, cache, patches, mode)
+            results.append(
+                {
+                    "model": label,
+                    "mode": mode,
+                    "prompts": EVAL_MODES[mode],
+                    "uses_ground_truth": mode in GROUND_TRUTH_MODES,
+                    "split": split,
+                    **scores,
+                }
+            )
+        models[label] = (model, cache)
+    report = {
+        "dataset": str(dataset),
+        "split": split,
+        "base": base,
+        "finetuned": finetuned,
+        "results": results,
+        "table": results_table(results),
+    }
+    if out_dir is not None:
+        figure_mode = figure_mode if figure_mode in modes else modes[0]
+        figure = _figure(models, patches, dice, figure_mode, figure_rows)
+        _write_report(Path(out_dir), report, figure)
     return report
+
+
+def _figure(models: dict, patches: datasets.Dataset, dice: dict, mode: str, count: int):
+    rows = choose_figure_rows(patches, dice["finetuned", mode], count=count)
+    predictions, references = {}, None
+    for label, (model, cache) in models.items():
+        batches = list(predict_patches(model, cache, patches, mode, rows=rows))
+        predictions[label] = [mask for _, masks, _ in batches for mask in masks]
+        references = [ref for _, _, refs in batches for ref in refs]
+    chosen = patches[rows]
+    prompts = _batch_prompts(chosen, mode, references[0].shape, grid_size=10)
+    boxes = prompts["boxes"].tolist() if "boxes" in prompts else [[] for _ in rows]
+    captions = [
+        f"{s} z{z} y{y} x{x}"
+        for s, z, y, x in zip(*(chosen[k] for k in ("source", "slice_index", "y", "x")), strict=True)
+    ]
+    return comparison_figure(
+        [np.asarray(image) for image in chosen["image"]],
+        references,
+        {"base": predictions["base"], "fine-tuned": predictions["finetuned"]},
+        boxes=[list(map(list, dict.fromkeys(map(tuple, b)))) for b in boxes],
+        scores={"base": dice["base", mode][rows], "fine-tuned": dice["finetuned", mode][rows]},
+        captions=captions,
+    )
+
+
+def _write_report(out_dir: Path, report: dict, figure) -> None:
+    """Write the JSON, the Markdown table and the figure, each through a temporary file and a rename."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = {
+        RESULTS_FILE: lambda path: path.write_text(json.dumps(report, indent=2)),
+        "evaluation.md": lambda path: path.write_text(report["table"] + "\n"),
+        "comparison.png": lambda path: figure.save(path, format="PNG"),
+    }
+    for name, write in outputs.items():
+        partial = out_dir / f".{name}.partial"
+        write(partial)
+        os.replace(partial, out_dir / name)
+    logger.info("evaluation written to %s", out_dir)

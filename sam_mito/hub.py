@@ -130,50 +130,67 @@ def push_folder(folder: str | Path, repo_id: str, *, repo_type: str, token: str 
     return str(getattr(info, "commit_url", info))
 
 
-METRIC_NAMES = {"dice": "Dice", "iou": "IoU"}
+METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "pooled_iou": "pooled IoU"}
+#: Written by :func:`sam_mito.training.train` beside the model: the run's settings, token-free JSON.
+TRAINING_CONFIG = "training_config.json"
 
 
 def _is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not Path(name).exists()
 
 
-def _eval_results(evaluation: dict | None, validation: dict, dataset: str) -> list[EvalResult]:
-    results = []
-    rows = (
-        evaluation["results"] if evaluation else [{"mode": "validation", "model": "finetuned", **validation}]
-    )
-    for row in rows:
-        if row["model"] != "finetuned":
-            continue
-        for metric in ("dice", "iou"):
-            results.append(
-                EvalResult(
-                    task_type="image-segmentation",
-                    dataset_type=dataset,
-                    dataset_name=dataset,
-                    dataset_split=row.get("split"),
-                    metric_type=metric,
-                    metric_name=f"{METRIC_NAMES[metric]} ({row['mode']} prompts)",
-                    metric_value=round(float(row[metric]), 4),
-                )
-            )
-    return results
+def _eval_results(rows: list[dict], dataset: str) -> list[EvalResult]:
+    return [
+        EvalResult(
+            task_type="image-segmentation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=row.get("split"),
+            metric_type=metric,
+            metric_name=f"{METRIC_NAMES[metric]} ({row['mode']} prompts)",
+            metric_value=round(float(row[metric]), 4),
+        )
+        for row in rows
+        if row["model"] == "finetuned"
+        for metric in METRIC_NAMES
+        if metric in row
+    ]
 
 
-def write_model_card(output_dir: str | Path, *, config, model, model_name: str | None = None) -> Path:
+def _results(output_dir: Path) -> tuple[list[dict], str]:
+    """Fine-tuned results rows and a Markdown summary, from ``sam-mito evaluate`` or the Trainer."""
+    found = _read_json(output_dir / "eval_results.json")
+    if "results" in found:  # sam-mito evaluate's report
+        return found["results"], found["table"]
+    validation = {k.removeprefix("eval_"): v for k, v in found.items()}
+    if "dice" not in validation:
+        return [], ""
+    row = {"model": "finetuned", "mode": "validation", **validation}
+    return [row], f"Validation: Dice {validation['dice']:.4f}, IoU {validation['iou']:.4f}"
+
+
+def write_model_card(output_dir: str | Path, *, model, config=None, model_name: str | None = None) -> Path:
     """Render hub_cards/model_card.md for a fine-tuned model into ``output_dir/README.md``.
 
-    Metrics come from ``evaluation.json`` (``sam-mito evaluate``) when present, otherwise from the
-    Trainer's validation metrics (``eval_results.json``).
+    Training settings come from ``config`` or, without it, from the folder's
+    ``training_config.json``. Metrics come from ``eval_results.json``: ``sam-mito evaluate``'s
+    comparison when present, otherwise the Trainer's validation metrics.
     """
-    from .modeling import TINY_BASE, tiny_base_path
+    from .modeling import TINY_BASE, TRAINABLE_PREFIX, tiny_base_path
 
     output_dir = Path(output_dir)
-    evaluation = _read_json(output_dir / "evaluation.json")
-    validation = {k.removeprefix("eval_"): v for k, v in _read_json(output_dir / "eval_results.json").items()}
-    has_validation = "dice" in validation
-    dataset = str(config.dataset)
-    base = str(config.model_name_or_path)
+    settings = (
+        json.loads(config.to_json_string())
+        if config is not None
+        else _read_json(output_dir / TRAINING_CONFIG)
+    )
+    if not settings:
+        raise SamMitoError(
+            f"{output_dir}: no {TRAINING_CONFIG}; expected a folder written by `sam-mito train`"
+        )
+    rows, results_table = _results(output_dir)
+    dataset = str(settings["dataset"])
+    base = str(settings["model_name_or_path"])
     demo_base = base in (TINY_BASE, str(tiny_base_path()))
     card_data = ModelCardData(
         base_model=base if _is_hub_id(base) and not demo_base else None,
@@ -183,22 +200,25 @@ def write_model_card(output_dir: str | Path, *, config, model, model_name: str |
         license="apache-2.0",
         tags=["segment-anything", "mitochondria", "electron-microscopy", "sam-mito"],
         model_name=model_name or output_dir.name,
-        eval_results=_eval_results(evaluation, validation, dataset) if evaluation or has_validation else None,
+        eval_results=_eval_results(rows, dataset) or None,
     )
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    counts = {name: p.numel() for name, p in model.named_parameters()}
+    trainable = sum(n for name, n in counts.items() if name.startswith(TRAINABLE_PREFIX))
+    total = sum(counts.values())
+    steps = "max_steps" if settings["max_steps"] > 0 else "num_train_epochs"
     hyperparameters = {
-        "learning_rate": config.learning_rate,
-        "weight_decay": config.weight_decay,
-        "per_device_train_batch_size": config.per_device_train_batch_size,
-        "gradient_accumulation_steps": config.gradient_accumulation_steps,
-        "max_steps" if config.max_steps > 0 else "num_train_epochs": (
-            config.max_steps if config.max_steps > 0 else config.num_train_epochs
-        ),
-        "lr_scheduler_type": getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type),
-        "embedding_cache": config.embedding_cache,
-        "encode_precision": config.encode_precision,
-        "seed": config.seed,
+        key: settings[key]
+        for key in (
+            "learning_rate",
+            "weight_decay",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            steps,
+            "lr_scheduler_type",
+            "embedding_cache",
+            "encode_precision",
+            "seed",
+        )
     }
     card = ModelCard.from_template(
         card_data,
@@ -207,22 +227,17 @@ def write_model_card(output_dir: str | Path, *, config, model, model_name: str |
         demo_base=demo_base,
         base_model=base if not demo_base else f"{TINY_BASE} (packaged demonstration base)",
         dataset=dataset,
-        train_split=config.train_split,
-        prompt_mode=config.prompt_mode,
-        box_jitter=config.box_jitter,
+        train_split=settings["train_split"],
+        prompt_mode=settings["prompt_mode"],
+        box_jitter=settings["box_jitter"],
         trainable=f"{trainable:,}",
         total=f"{total:,}",
-        dice_weight=config.dice_weight,
-        ce_weight=config.ce_weight,
+        dice_weight=settings["dice_weight"],
+        ce_weight=settings["ce_weight"],
         hyperparameters=hyperparameters,
-        results_table=(evaluation or {}).get("table")
-        or (
-            f"Validation: Dice {validation['dice']:.4f}, IoU {validation['iou']:.4f}"
-            if has_validation
-            else ""
-        ),
+        results_table=results_table,
         figure="comparison.png" if (output_dir / "comparison.png").exists() else None,
-        repo_or_path=config.hub_model_id or str(output_dir),
+        repo_or_path=settings.get("hub_model_id") or str(output_dir),
     )
     path = output_dir / "README.md"
     card.save(path)

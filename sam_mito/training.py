@@ -23,6 +23,7 @@ from transformers import (
 
 from .embeddings import PRECISIONS, EmbeddingCache, build_cache, pixel_values
 from .errors import SamMitoError
+from .hub import TRAINING_CONFIG
 from .losses import DiceCELoss
 from .metrics import dice_iou
 from .modeling import DEFAULT_MODEL, freeze_for_decoder_training, load_sam
@@ -385,6 +386,8 @@ def train(config: SamMitoConfig) -> dict[str, float]:
     )
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model()
+    if trainer.is_world_process_zero():  # the settings, for cards rewritten after `sam-mito evaluate`
+        (Path(config.output_dir) / TRAINING_CONFIG).write_text(config.to_json_string())
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()

@@ -1,30 +1,33 @@
-"""The offline demo end to end (few steps) and the base-vs-fine-tuned comparison."""
+"""The offline demo end to end (few steps): every artifact it promises, and the printed summary."""
 
 import json
 
+import numpy as np
+import tifffile
 from huggingface_hub import ModelCard
 
 from sam_mito.cli import main
-from sam_mito.evaluation import compare
-from sam_mito.modeling import TINY_BASE
+from sam_mito.evaluation import EVAL_MODES
 
 
-def test_identical_models_score_identically(dataset_dir, tmp_path):
-    report = compare(TINY_BASE, TINY_BASE, dataset_dir, cache_dir=str(tmp_path / "cache"))
-    base, tuned = report["results"]
-    assert {k: base[k] for k in ("dice", "iou")} == {k: tuned[k] for k in ("dice", "iou")}
-    assert f"{base['dice']:.4f}" in report["table"]
-
-
-def test_demo_writes_dataset_model_card_and_scores(tmp_path, capsys):
+def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--steps", "3"]) == 0
     printed = capsys.readouterr().out
-    evaluation = json.loads((out / "model" / "evaluation.json").read_text())
-    assert [r["model"] for r in evaluation["results"]] == ["base", "finetuned"]
-    assert evaluation["table"] in printed
+    evaluation = json.loads((out / "model" / "eval_results.json").read_text())
+    assert {(r["model"], r["mode"]) for r in evaluation["results"]} == {
+        (model, mode) for model in ("base", "finetuned") for mode in EVAL_MODES
+    }
+    assert evaluation["table"] in printed and "prompt-free full-slice prediction" in printed
     card = ModelCard.load(out / "model" / "README.md")
     assert "Demonstration model" in card.text and "not** Meta's SAM" in card.text
-    names = [m.metric_name for m in card.data.eval_results]
-    assert names == ["Dice (union prompts)", "IoU (union prompts)"]
-    assert (out / "dataset" / "README.md").exists() and (out / "model" / "model.safetensors").exists()
+    assert "![Base vs fine-tuned on test patches](comparison.png)" in card.text
+    assert len(card.data.eval_results) == 3 * len(EVAL_MODES)
+    for artifact in ("dataset/README.md", "model/model.safetensors", "model/comparison.png"):
+        assert (out / artifact).exists(), artifact
+    mask, image = (
+        tifffile.imread(out / "predict" / "mask.tif"),
+        tifffile.imread(out / "predict" / "slice.tif"),
+    )
+    assert mask.shape == image.shape == (768, 1024) and set(np.unique(mask)) <= {0, 255}
+    assert (out / "predict" / "prediction.png").exists()

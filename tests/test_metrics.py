@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from sam_mito.metrics import dice_iou
+from sam_mito.errors import SamMitoError
+from sam_mito.metrics import dice_iou, load_metric
 
 
 def test_single_image_by_hand():
@@ -34,3 +35,21 @@ def test_empty_versus_empty_scores_as_told():
 def test_shape_mismatch_is_named():
     with pytest.raises(ValueError, match=r"prediction shape \(2, 2\) != reference shape \(3, 3\)"):
         dice_iou(np.zeros((2, 2)), np.zeros((3, 3)))
+
+
+def test_evaluate_module_loads_offline_and_matches_the_functions():
+    metric = load_metric()
+    predictions = [[[1, 1], [0, 0]], [[0, 0, 0]]]  # images of different shapes are fine
+    references = [[[1, 0], [0, 0]], [[0, 0, 0]]]
+    scores = metric.compute(predictions=predictions, references=references, empty_score=0.0)
+    # image 1: intersection 1, |pred| 2, |ref| 1; image 2: both empty, scored 0.0 per image
+    assert scores["dice"] == pytest.approx((2 / 3 + 0.0) / 2)
+    assert scores["iou"] == pytest.approx((1 / 2 + 0.0) / 2)
+    assert scores["pooled_dice"] == pytest.approx(2 / 3) and scores["pooled_iou"] == pytest.approx(1 / 2)
+    same_shape = dice_iou(np.array(predictions[0]), np.array(references[0]))
+    assert metric.compute(predictions=predictions[:1], references=references[:1]) == same_shape
+
+
+def test_shape_mismatch_names_both_shapes():
+    with pytest.raises(SamMitoError, match=r"prediction shape \(2, 3\) != reference shape \(3, 2\)"):
+        dice_iou(np.zeros((2, 3)), np.zeros((3, 2)))

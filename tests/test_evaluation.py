@@ -1,0 +1,147 @@
+"""Base vs fine-tuned evaluation: same patches and prompts, every mode, report, figure, card, push."""
+
+import json
+import logging
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from sam_mito.cli import main
+from sam_mito.data import load_patches
+from sam_mito.errors import SamMitoError
+from sam_mito.evaluation import EVAL_MODES, choose_figure_rows, compare
+from sam_mito.figures import figure_size
+from sam_mito.modeling import TINY_BASE
+from sam_mito.training import SamMitoConfig, train
+
+
+@pytest.fixture(scope="module")
+def finetuned_dir(tmp_path_factory, dataset_dir):
+    """The packaged tiny base after a few decoder steps, saved by the training recipe."""
+    out = tmp_path_factory.mktemp("finetuned") / "model"
+    config = SamMitoConfig(
+        output_dir=str(out),
+        model_name_or_path=TINY_BASE,
+        dataset=str(dataset_dir),
+        cache_dir=str(out.parent / "cache"),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        learning_rate=3e-4,
+        eval_strategy="no",
+        save_strategy="no",
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    train(config)
+    return out
+
+
+def test_identical_models_score_identically_in_every_mode(dataset_dir, tmp_path):
+    report = compare(TINY_BASE, TINY_BASE, dataset_dir, cache_dir=str(tmp_path / "cache"))
+    rows = {(r["model"], r["mode"]): r for r in report["results"]}
+    assert {mode for _, mode in rows} == set(EVAL_MODES)
+    for mode in EVAL_MODES:
+        base, tuned = rows["base", mode], rows["finetuned", mode]
+        assert {k: base[k] for k in ("dice", "iou", "pooled_dice", "pooled_iou")} == {
+            k: tuned[k] for k in ("dice", "iou", "pooled_dice", "pooled_iou")
+        }
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1  # one encoder, encoded once
+
+
+def test_report_json_table_figure_and_card_agree(dataset_dir, finetuned_dir, capsys):
+    argv = ["evaluate", "--base", TINY_BASE, "--finetuned", str(finetuned_dir), "--dataset", str(dataset_dir)]
+    assert main([*argv, "--figure-rows", "3"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((finetuned_dir / "eval_results.json").read_text())
+    assert report["table"] in printed
+    assert (finetuned_dir / "evaluation.md").read_text().strip() == report["table"]
+    table_rows = report["table"].splitlines()[2:]
+    assert len(table_rows) == len(report["results"]) == 2 * len(EVAL_MODES)
+    for line, result in zip(table_rows, report["results"], strict=True):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[:2] == [result["prompts"], result["model"]]
+        assert [float(c) for c in cells[2:6]] == [
+            round(result[k], 4) for k in ("dice", "iou", "pooled_dice", "pooled_iou")
+        ]
+        assert int(cells[6]) == result["n_images"] == len(load_patches(dataset_dir, "test"))
+        assert result["uses_ground_truth"] == (result["mode"] in ("union", "instance"))
+        assert ("from ground truth" in cells[0]) == result["uses_ground_truth"]
+        assert ("prompt-free" in cells[0]) != result["uses_ground_truth"]
+
+    with Image.open(finetuned_dir / "comparison.png") as figure:
+        assert figure.size == figure_size(3, 4)
+
+    card = ModelCard.load(finetuned_dir / "README.md")
+    expected = {
+        (f"{name} ({r['mode']} prompts)", round(r[key], 4))
+        for r in report["results"]
+        if r["model"] == "finetuned"
+        for key, name in (("dice", "Dice"), ("iou", "IoU"), ("pooled_iou", "pooled IoU"))
+    }
+    assert {(m.metric_name, m.metric_value) for m in card.data.eval_results} == expected
+    assert all(m.task_type == "image-segmentation" for m in card.data.eval_results)
+    assert "comparison.png" in card.text and report["table"] in card.text
+
+
+def test_push_uploads_model_with_metrics_and_figure(dataset_dir, finetuned_dir, tmp_path):
+    argv = ["evaluate", "--base", TINY_BASE, "--finetuned", str(finetuned_dir), "--dataset", str(dataset_dir)]
+    with (
+        mock.patch("huggingface_hub.HfApi.create_repo") as create,
+        mock.patch("huggingface_hub.HfApi.upload_folder") as upload,
+    ):
+        assert main([*argv, "--prompt", "union", "tile", "--push-to-hub", "me/sam-mito-demo"]) == 0
+    create.assert_called_once_with("me/sam-mito-demo", repo_type="model", exist_ok=True)
+    staged = Path(upload.call_args.kwargs["folder_path"])
+    assert {"README.md", "eval_results.json", "comparison.png", "model.safetensors"} <= {
+        p.name for p in staged.iterdir()
+    }
+    names = {m.metric_name for m in ModelCard.load(staged / "README.md").data.eval_results}
+    assert names == {
+        f"{n} ({mode} prompts)" for n in ("Dice", "IoU", "pooled IoU") for mode in ("union", "tile")
+    }
+
+
+def test_different_encoders_are_encoded_twice_and_said_so(dataset_dir, tiny_model_dir, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="sam_mito"):
+        report = compare(
+            str(tiny_model_dir), TINY_BASE, dataset_dir, modes=("union",), cache_dir=str(tmp_path / "cache")
+        )
+    assert "different image encoders" in caplog.text
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    assert [r["model"] for r in report["results"]] == ["base", "finetuned"]
+
+
+def test_figure_rows_are_crowded_scenes_then_the_hardest_patch(dataset_dir):
+    split = load_patches(dataset_dir, "train")
+    dice = np.linspace(0.9, 0.1, len(split))  # the last row scores worst
+    rows = choose_figure_rows(split, dice, count=4)
+    assert rows == choose_figure_rows(split, dice, count=4)
+    instances = [len(ids) for ids in split["instance_ids"]]
+    assert instances[rows[0]] == max(instances)
+    hardest = max(i for i in range(len(split)) if instances[i] > 0 and i not in rows[:3])
+    assert rows[-1] == hardest and len(rows) == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--split", "nope"], "no split 'nope'"),
+        (["--finetuned", "/does/not/exist"], "cannot load SAM"),
+        (["--push-to-hub", "me/x", "--out", "elsewhere"], "--push-to-hub needs"),
+    ],
+)
+def test_bad_input_is_one_clear_error(dataset_dir, finetuned_dir, capsys, extra, message):
+    argv = ["evaluate", "--base", TINY_BASE, "--finetuned", str(finetuned_dir), "--dataset", str(dataset_dir)]
+    assert main([*argv, *extra]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+def test_unknown_mode_from_python_is_an_error(dataset_dir):
+    with pytest.raises(SamMitoError, match="prompt mode"):
+        compare(TINY_BASE, TINY_BASE, dataset_dir, modes=("everything",))
