@@ -183,6 +183,16 @@ def build_dataset(
     return dataset
 
 
+def _parquet_files(folder: Path) -> dict[str, list[str]]:
+    """Parquet shards of a dataset folder by split, from Hub-style names ``<split>-00000-of-00001.parquet``."""
+    files: dict[str, list[str]] = {}
+    for shard in sorted(folder.rglob("*.parquet")):
+        files.setdefault(shard.name.split("-")[0], []).append(str(shard.resolve()))
+    if not files:
+        raise FileNotFoundError(f"no <split>-*.parquet files under {folder}")
+    return files
+
+
 def load_patches(path: str | Path, split: str | None = None) -> datasets.DatasetDict | datasets.Dataset:
     """Load a dataset written by :func:`sam_mito.hub.save_dataset` (or a Hub id) with ``load_dataset``.
 
@@ -192,7 +202,12 @@ def load_patches(path: str | Path, split: str | None = None) -> datasets.Dataset
         If the folder is not such a dataset, a column is missing, or ``split`` does not exist.
     """
     try:
-        loaded = datasets.load_dataset(str(path))
+        if Path(path).is_dir():
+            # Through the parquet builder with absolute file paths: `load_dataset(folder)` caches by
+            # the folder's base name, so two folders both called "dataset" would share one cache.
+            loaded = datasets.load_dataset("parquet", data_files=_parquet_files(Path(path)))
+        else:
+            loaded = datasets.load_dataset(str(path))
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
         raise SamMitoError(f"{path}: not a prepared sam-mito dataset ({err})") from err
     for name, part in loaded.items():

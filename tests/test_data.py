@@ -105,6 +105,20 @@ def test_split_helpers_report_missing_and_empty(dataset_dir):
         load_patches(dataset_dir, "dev")
 
 
+def test_same_folder_name_or_rewritten_folder_never_reads_stale_patches(tmp_path):
+    config = PatchConfig(validation_fraction=0.25)
+    first = prepare_dataset(tmp_path / "a" / "dataset", synthetic_shape=(4, 256, 256), seed=1, config=config)
+    second = prepare_dataset(tmp_path / "b" / "dataset", synthetic_shape=(8, 256, 512), seed=2, config=config)
+    assert len(load_patches(tmp_path / "a" / "dataset", "train")) == len(first["train"])
+    assert len(load_patches(tmp_path / "b" / "dataset", "train")) == len(second["train"])
+    again = prepare_dataset(
+        tmp_path / "a" / "dataset", synthetic_shape=(8, 256, 512), seed=2, config=config, overwrite=True
+    )
+    assert (
+        len(load_patches(tmp_path / "a" / "dataset", "train")) == len(again["train"]) != len(first["train"])
+    )
+
+
 def test_not_a_dataset_folder(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(SamMitoError, match="not a prepared sam-mito dataset|lacks column"):
