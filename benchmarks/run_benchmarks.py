@@ -48,20 +48,165 @@ def bench_prepare(shape: tuple[int, int, int], workdir: str) -> dict:
     }
 
 
-def bench_training(size: str, workdir: str, steps: int) -> dict:
-    """Seconds per Trainer step, encoder every step (seed style) vs cached embeddings, batch 2."""
+def _model_dir(size: str, workdir: str) -> Path:
+    """Save a random SAM of ``size`` (ViT-B architecture or the tiny test config) with its processor."""
     import torch
-    from transformers import SamConfig, SamModel, TrainerCallback
+    from transformers import SamConfig, SamModel, SamVisionConfig
 
-    from sam_mito.data import load_patches, prepare_dataset
-    from sam_mito.modeling import freeze_for_decoder_training, load_sam, processor_for, tiny_sam_config
-    from sam_mito.training import SamMitoConfig, SamMitoTrainer, prompt_dataset
+    from sam_mito.modeling import processor_for, tiny_sam_config
 
     torch.manual_seed(0)
-    config = SamConfig() if size == "vit-b" else tiny_sam_config()
-    model_dir = Path(workdir) / "model"
-    SamModel(config).save_pretrained(model_dir)
-    processor_for(config).save_pretrained(model_dir)
+    # SAM's own vision initializer (1e-10) makes activations vanish; 0.02 gives realistic magnitudes
+    # for the precision comparison. Speed does not depend on the weights.
+    config = (
+        SamConfig(vision_config=SamVisionConfig(initializer_range=0.02))
+        if size == "vit-b"
+        else tiny_sam_config()
+    )
+    model_dir = Path(workdir) / f"model-{size}"
+    if not model_dir.exists():
+        SamModel(config).save_pretrained(model_dir)
+        processor_for(config).save_pretrained(model_dir)
+    return model_dir
+
+
+def _matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 dense matmul throughput of this machine, GFLOP/s (all threads torch uses)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b))[0] for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(function) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = function()
+    return time.perf_counter() - start, value
+
+
+def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
+    """Seconds per 1024² image (or the tiny input) for each encode path, error vs stock fp32, % of peak."""
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sam_mito.embeddings import encode, pixel_values
+    from sam_mito.modeling import load_sam
+    from sam_mito.synthetic import SyntheticEM
+
+    torch.set_grad_enabled(False)
+    model_dir = _model_dir(size, workdir)
+    stock, processor = load_sam(str(model_dir))
+    eager = type(stock).from_pretrained(model_dir, attn_implementation="eager")
+    image, _ = SyntheticEM((1, 256, 256), seed=0).render(0)
+    pixels = pixel_values(processor, [image])
+    with FlopCounterMode(display=False) as counter:
+        reference = stock.get_image_embeddings(pixels)
+    flops = counter.get_total_flops()
+    peak = _matmul_gflops()
+    paths = {
+        "stock fp32 get_image_embeddings (transformers default: SDPA attention)": lambda: (
+            stock.get_image_embeddings(pixels)
+        ),
+        "fp32, eager attention (the SAM notebooks' setting)": lambda: eager.get_image_embeddings(pixels),
+        "sam-mito encode, fp32 (SDPA)": lambda: encode(stock, pixels, precision="fp32"),
+        "sam-mito encode, bf16 autocast": lambda: encode(stock, pixels, precision="bf16"),
+    }
+    rows = []
+    for name, run in paths.items():
+        times, output = [], None
+        for _ in range(repeats):
+            seconds, output = _timed(run)
+            times.append(seconds)
+        error = float(
+            np.linalg.norm((output.float() - reference).numpy()) / np.linalg.norm(reference.numpy())
+        )
+        median = statistics.median(times)
+        rows.append(
+            {"path": name, "min_s": min(times), "median_s": median, "relative_error": error,
+             "percent_of_matmul_peak": 100 * flops / median / (peak * 1e9)}
+        )  # fmt: skip
+    stock_median = rows[0]["median_s"]
+    for row in rows:
+        row["speedup_vs_stock"] = stock_median / row["median_s"]
+    return {
+        "architecture": size,
+        "input": list(pixels.shape),
+        "gflop_per_image": flops / 1e9,
+        "matmul_peak_gflops": peak,
+        "repeats": repeats,
+        "paths": rows,
+    }
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_cache(size: str, workdir: str, patches: int) -> dict:
+    """Peak RSS and time while building the embedding cache of ``patches`` patches (default batch size)."""
+    from sam_mito.data import load_patches, prepare_dataset
+    from sam_mito.embeddings import build_cache
+    from sam_mito.modeling import load_sam
+    from sam_mito.training import SamMitoConfig
+
+    model, processor = load_sam(str(_model_dir(size, workdir)))
+    data_dir = Path(workdir) / "cache-data"
+    prepare_dataset(data_dir, synthetic_shape=(8, 512, 512), seed=1)
+    split = load_patches(data_dir, "train").select(range(patches))
+    batch_size = SamMitoConfig.__dataclass_fields__["encode_batch_size"].default
+    before = _rss_mib()
+    seconds, cache = _timed(
+        lambda: build_cache(
+            model, processor, split, name="bench", cache_dir=f"{workdir}/cache-rss", batch_size=batch_size
+        )
+    )
+    return {
+        "architecture": size,
+        "patches": len(cache),
+        "batch_size": batch_size,
+        "seconds_per_patch": seconds / len(cache),
+        "rss_before_mib": before,
+        "peak_rss_mib": _peak_rss_mib(),
+        "bytes_per_patch": cache.bytes_per_item,
+    }
+
+
+def bench_predict(size: str, workdir: str) -> dict:
+    """Prompt-free (tile-box) prediction of one 768×1024 slice: seconds, encoder passes, peak RSS."""
+    from sam_mito.inference import Segmenter, tile_origins
+    from sam_mito.modeling import load_sam
+    from sam_mito.synthetic import SyntheticEM
+
+    segmenter = Segmenter(*load_sam(str(_model_dir(size, workdir))), mode="tile-box", tile=256, overlap=32)
+    image, _ = SyntheticEM((1, 768, 1024), seed=2).render(0)
+    seconds, _ = _timed(lambda: segmenter.probabilities(image))
+    return {
+        "architecture": size,
+        "slice": list(image.shape),
+        "tile": segmenter.tile,
+        "overlap": segmenter.overlap,
+        "tiles": len(tile_origins(768, 256, 32)) * len(tile_origins(1024, 256, 32)),
+        "seconds": seconds,
+        "encoder_passes": segmenter.encoder_passes,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def bench_training(size: str, workdir: str, steps: int) -> dict:
+    """Seconds per Trainer step, encoder every step (seed style) vs cached embeddings, batch 2."""
+    from transformers import TrainerCallback
+
+    from sam_mito.data import load_patches, prepare_dataset
+    from sam_mito.modeling import freeze_for_decoder_training, load_sam
+    from sam_mito.training import SamMitoConfig, SamMitoTrainer, prompt_dataset
+
+    model_dir = _model_dir(size, workdir)
     data_dir = Path(workdir) / "data"
     prepare_dataset(data_dir, synthetic_shape=(5, 256, 512), seed=0)
 
@@ -102,6 +247,24 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
     return result
 
 
+def _machine() -> str:
+    """CPU model, core count and the widest vector extension torch dispatches to."""
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = (
+        [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        if cpuinfo.exists()
+        else []
+    )
+    name = names[0] if names else platform.processor() or platform.machine()
+    return f"{name}, {multiprocessing.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def _isolated(function, *args) -> dict:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
@@ -109,30 +272,56 @@ def _isolated(function, *args) -> dict:
 
 def render(results: dict) -> str:
     """BENCHMARKS.md text from the measured results."""
-    prep, train = results["prepare"], results["training"]
+    prep, train, enc, cache, pred = (
+        results[k] for k in ("prepare", "training", "encoder", "cache", "predict")
+    )
+    encoder_rows = "\n".join(
+        f"| {r['path']} | {r['min_s']:.2f} | {r['median_s']:.2f} | {r['speedup_vs_stock']:.2f}× | "
+        f"{r['relative_error']:.2e} | {r['percent_of_matmul_peak']:.0f}% |"
+        for r in enc["paths"]
+    )
     return f"""# Benchmarks
 
 Measured by `make bench` ({"quick mode, tiny sizes" if results["quick"] else "full sizes"}) on
 {results["machine"]}, {results["date"]}; torch {results["torch"]}, transformers {results["transformers"]}.
-Reproduce with `make bench` (writes `bench.json` and this file).
+Every figure is measured by `benchmarks/run_benchmarks.py`, each group in a fresh process (so peak
+RSS is its own); reproduce with `make bench` (writes `bench.json` and this file). Models are the
+{train["architecture"]} architecture with random weights: speed does not depend on the weights.
 
-## Prepare
-
-Synthetic {"×".join(map(str, prep["shape"]))} volume pair from TIFF: {prep["seconds"]:.1f} s,
-{prep["patches"]} patches, peak RSS {prep["peak_rss_mib"]:.0f} MiB (target < 60 s, < 3 GiB).
-
-## Training step, batch 2, through the Trainer ({train["architecture"]})
+## 1. Training step, batch 2, through the Trainer
 
 | path | min s/step | median s/step | steps |
 |---|---|---|---|
 | seed style (encoder every step) | {train["seed_style"]["min_s"]:.3f} | {train["seed_style"]["median_s"]:.3f} | {train["seed_style"]["steps"]} |
 | cached embeddings | {train["cached"]["min_s"]:.4f} | {train["cached"]["median_s"]:.4f} | {train["cached"]["steps"]} |
 
-Speed-up (median): {train["speedup_median"]:.0f}×. Building the cache for {train["cache_patches"]} patches took
-{train["cache_build_seconds"]:.1f} s; {train["cache_bytes_per_patch"] / 2**20:.2f} MiB per patch on disk
-(target ≤ 2 MiB); peak RSS {train["peak_rss_mib"]:.0f} MiB.
+Speed-up (median): {train["speedup_median"]:.0f}× (target ≥ 80×). Peak RSS {train["peak_rss_mib"]:.0f} MiB.
 
-Not measured yet: the fast encode path against stock fp32 at ViT-B size, and full-slice prediction.
+## 2. Encoder, one image of input {"×".join(map(str, enc["input"][-2:]))}
+
+{enc["gflop_per_image"]:.3g} GFLOP per image (counted with `torch.utils.flop_counter`); this
+machine's best fp32 dense matmul: {enc["matmul_peak_gflops"]:.0f} GFLOP/s. {enc["repeats"]} repeats per path; error is
+the relative L2 difference from the stock fp32 embeddings.
+
+| path | min s | median s | speed vs stock | relative error | % of matmul peak |
+|---|---|---|---|---|---|
+{encoder_rows}
+
+## 3. Embedding cache
+
+{cache["bytes_per_patch"] / 2**20:.2f} MiB per patch on disk (fp16; target ≤ 2 MiB). Building the
+cache of {cache["patches"]} patches (encode batch size {cache["batch_size"]}): {cache["seconds_per_patch"]:.2f} s per patch,
+RSS {cache["rss_before_mib"]:.0f} MiB before (model loaded), peak {cache["peak_rss_mib"]:.0f} MiB.
+
+## 4. Prepare
+
+Synthetic {"×".join(map(str, prep["shape"]))} volume pair from TIFF: {prep["seconds"]:.1f} s,
+{prep["patches"]} patches, peak RSS {prep["peak_rss_mib"]:.0f} MiB (target < 60 s, < 3 GiB).
+
+## 5. Prompt-free prediction of one {"×".join(map(str, pred["slice"]))} slice
+
+Tile-box prompts on {pred["tiles"]} tiles of {pred["tile"]} px (overlap ≥ {pred["overlap"]}): {pred["seconds"]:.1f} s,
+{pred["encoder_passes"]} encoder passes (target ≤ {pred["tiles"]}), peak RSS {pred["peak_rss_mib"]:.0f} MiB (target ≤ 4 GiB).
 """
 
 
@@ -145,18 +334,20 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import transformers
 
-    with tempfile.TemporaryDirectory() as prep_dir, tempfile.TemporaryDirectory() as train_dir:
+    size = "tiny" if args.quick else "vit-b"
+    with tempfile.TemporaryDirectory() as prep_dir, tempfile.TemporaryDirectory() as work:
         shape = (6, 256, 512) if args.quick else (165, 768, 1024)
         results = {
             "quick": args.quick,
-            "machine": f"{platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} cores",
+            "machine": _machine(),
             "date": date.today().isoformat(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
+            "training": _isolated(bench_training, size, work, 5 if args.quick else 20),
+            "encoder": _isolated(bench_encoder, size, work, 3 if args.quick else 2),
+            "cache": _isolated(bench_cache, size, work, 4 if args.quick else 8),
             "prepare": _isolated(bench_prepare, shape, prep_dir),
-            "training": _isolated(
-                bench_training, "tiny" if args.quick else "vit-b", train_dir, 5 if args.quick else 20
-            ),
+            "predict": _isolated(bench_predict, size, work),
         }
     Path(args.json).write_text(json.dumps(results, indent=2))
     Path(args.out).write_text(render(results))

@@ -20,4 +20,15 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
     training = measured["training"]
     assert training["cached"]["median_s"] > 0 and training["seed_style"]["median_s"] > 0
     assert training["cache_bytes_per_patch"] == 64 * 16 * 16 * 2
-    assert f"{training['speedup_median']:.0f}×" in (tmp_path / "B.md").read_text()
+    report = (tmp_path / "B.md").read_text()
+    assert f"{training['speedup_median']:.0f}×" in report
+    encoder = measured["encoder"]
+    assert encoder["gflop_per_image"] > 0 and encoder["matmul_peak_gflops"] > 0
+    stock, *others = encoder["paths"]
+    assert stock["relative_error"] == 0 and stock["speedup_vs_stock"] == 1
+    assert all(0 <= row["relative_error"] < 0.05 and row["median_s"] > 0 for row in others)
+    assert all(row["path"] in report for row in encoder["paths"])
+    cache = measured["cache"]
+    assert cache["patches"] == 4 and cache["peak_rss_mib"] >= cache["rss_before_mib"] > 0
+    predict = measured["predict"]
+    assert predict["encoder_passes"] == predict["tiles"] == 20 and predict["seconds"] > 0
