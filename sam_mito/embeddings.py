@@ -28,6 +28,9 @@ from .modeling import encoder_fingerprint
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
+#: Images per encoder pass. ViT-B on CPU: batch 1 peaked at 2.7 GiB RSS and ~12 s/image, batch 2 at
+#: 4.5 GiB and ~14 s/image (BENCHMARKS.md), so one at a time is both leaner and faster there.
+ENCODE_BATCH_SIZE = 1
 FORMAT_VERSION = 1
 
 
@@ -140,7 +143,7 @@ def build_cache(
     name: str,
     cache_dir: str | Path | None = None,
     precision: str = "fp32",
-    batch_size: int = 8,
+    batch_size: int = ENCODE_BATCH_SIZE,
 ) -> EmbeddingCache:
     """Load the cache for ``split`` if a matching one exists, else encode every image once and store it.
 

@@ -25,8 +25,8 @@ from transformers import SamModel, SamProcessor
 from .embeddings import encode, pixel_values
 from .errors import SamMitoError
 from .modeling import load_sam
-from .prompts import grid_points, label_instances, tile_box
-from .training import masks_to_image, prompts_to_input
+from .prompts import grid_points, label_instances, prompts_to_input, tile_box
+from .training import masks_to_image
 from .volumes import SLICE_SUFFIXES, read_stack, to_uint8_gray
 
 logger = logging.getLogger(__name__)

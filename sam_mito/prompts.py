@@ -93,3 +93,16 @@ def jitter_boxes(
     y0 = torch.minimum(moved[..., 1], moved[..., 3])
     y1 = torch.maximum(moved[..., 1], moved[..., 3])
     return torch.stack([x0, y0, x1, y1], dim=-1)
+
+
+def prompts_to_input(coords: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
+    """Scale boxes ``(..., 4)`` or points ``(..., 2)`` from image pixels to the resized encoder input.
+
+    The same rescaling ``SamProcessor`` applies to ``input_boxes`` and ``input_points``.
+    """
+    height, width = size
+    scale = image_size / max(height, width)
+    new_h, new_w = int(height * scale + 0.5), int(width * scale + 0.5)
+    pairs = coords.shape[-1] // 2
+    factor = torch.tensor([new_w / width, new_h / height] * pairs, dtype=coords.dtype)
+    return coords * factor.to(coords.device)

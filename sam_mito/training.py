@@ -21,13 +21,13 @@ from transformers import (
     set_seed,
 )
 
-from .embeddings import PRECISIONS, EmbeddingCache, build_cache, pixel_values
+from .embeddings import ENCODE_BATCH_SIZE, PRECISIONS, EmbeddingCache, build_cache, pixel_values
 from .errors import SamMitoError
 from .hub import TRAINING_CONFIG
 from .losses import DiceCELoss
 from .metrics import dice_iou
 from .modeling import DEFAULT_MODEL, freeze_for_decoder_training, load_sam
-from .prompts import jitter_boxes, label_instances
+from .prompts import jitter_boxes, label_instances, prompts_to_input
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class SamMitoConfig(TrainingArguments):
         default="fp32", metadata={"help": f"Encoder precision, one of {PRECISIONS}."}
     )
     encode_batch_size: int = field(
-        default=2,
-        metadata={"help": "Images per encoder pass when caching (ViT-B on CPU: ~1.8 GiB per image)."},
+        default=ENCODE_BATCH_SIZE,
+        metadata={"help": "Images per encoder pass when caching (on CPU, 1 is leanest and fastest)."},
     )
     learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay."})
@@ -200,19 +200,6 @@ def masks_to_image(low_res: torch.Tensor, size: tuple[int, int], image_size: int
     cropped = low_res[..., :crop_h, :crop_w].reshape(-1, 1, crop_h, crop_w)
     resized = F.interpolate(cropped, size=(height, width), mode="bilinear", align_corners=False)
     return resized.reshape(*lead, height, width)
-
-
-def prompts_to_input(coords: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
-    """Scale boxes ``(..., 4)`` or points ``(..., 2)`` from image pixels to the resized encoder input.
-
-    The same rescaling ``SamProcessor`` applies to ``input_boxes`` and ``input_points``.
-    """
-    height, width = size
-    scale = image_size / max(height, width)
-    new_h, new_w = int(height * scale + 0.5), int(width * scale + 0.5)
-    pairs = coords.shape[-1] // 2
-    factor = torch.tensor([new_w / width, new_h / height] * pairs, dtype=coords.dtype)
-    return coords * factor.to(coords.device)
 
 
 def compute_segmentation_metrics(prediction: EvalPrediction) -> dict[str, float]:

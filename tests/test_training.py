@@ -12,6 +12,7 @@ from transformers import SamModel, SamProcessor
 from sam_mito.data import load_patches
 from sam_mito.errors import SamMitoError
 from sam_mito.modeling import freeze_for_decoder_training, load_sam
+from sam_mito.prompts import prompts_to_input
 from sam_mito.training import (
     PromptDataset,
     SamMitoConfig,
@@ -20,7 +21,6 @@ from sam_mito.training import (
     masks_to_image,
     parse_config,
     prompt_dataset,
-    prompts_to_input,
     train,
 )
 
@@ -207,7 +207,7 @@ def test_bad_prompt_mode_is_named(tmp_path):
         (lambda d: d.remove_columns("union_box"), "has no column 'union_box'"),
         (lambda d: d.map(lambda r: {"union_box": r["union_box"][:3]}), "a box has 3 numbers"),
         (
-            lambda d: d.map(lambda r: {"label": np.asarray(r["label"]) * 255}),
+            lambda d: d.map(lambda r: {"label": np.asarray(r["label"], dtype=np.uint8) * 255}),
             "label values up to 255; expected",
         ),
     ],
