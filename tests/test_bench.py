@@ -32,3 +32,4 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
     assert cache["patches"] == 4 and cache["peak_rss_mib"] >= cache["rss_before_mib"] > 0
     predict = measured["predict"]
     assert predict["encoder_passes"] == predict["tiles"] == 20 and predict["seconds"] > 0
+    assert [run["shape"] for run in measured["stream"]] == [[2, 256, 384], [6, 256, 384]]

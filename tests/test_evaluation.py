@@ -14,7 +14,7 @@ from sam_mito.cli import main
 from sam_mito.data import load_patches
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation import EVAL_MODES, choose_figure_rows, compare
-from sam_mito.figures import figure_size
+from sam_mito.figures import GAP, HEADER, PANEL, comparison_figure, figure_size
 from sam_mito.modeling import TINY_BASE
 from sam_mito.training import SamMitoConfig, train
 
@@ -145,3 +145,24 @@ def test_bad_input_is_one_clear_error(dataset_dir, finetuned_dir, capsys, extra,
 def test_unknown_mode_from_python_is_an_error(dataset_dir):
     with pytest.raises(SamMitoError, match="prompt mode"):
         compare(TINY_BASE, TINY_BASE, dataset_dir, modes=("everything",))
+
+
+def test_comparison_figure_is_a_deterministic_grid_of_tinted_panels():
+    image = np.full((256, 256), 128, dtype=np.uint8)
+    truth = np.zeros((256, 256), dtype=bool)
+    truth[100:150, 60:120] = True
+    arguments = dict(
+        images=[image, image],
+        labels=[truth, truth],
+        predictions={"base": [truth, ~truth], "fine-tuned": [truth, truth]},
+        boxes=[[[60, 100, 119, 149]], []],
+        scores={"base": [1.0, 0.0], "fine-tuned": [1.0, 1.0]},
+    )
+    first, second = comparison_figure(**arguments), comparison_figure(**arguments)
+    assert first.size == figure_size(2, 4)
+    assert first.tobytes() == second.tobytes()
+    pixels = np.asarray(first)
+    left = GAP + (PANEL + GAP)  # the ground-truth panel of the first row
+    inside = pixels[HEADER + 125, left + 90]
+    outside = pixels[HEADER + 20, left + 20]
+    assert tuple(outside) == (128, 128, 128) and inside[1] > inside[0]  # green tint only on the mask
