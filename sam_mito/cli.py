@@ -148,6 +148,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
+    from .prompts import GRID_SIZE
+
     parser = commands.add_parser(
         "predict", help="segment a slice, stack or slice folder into a 0/255 mask TIFF of the same shape"
     )
@@ -164,7 +166,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tile", type=int, help="tile side in pixels (default: the model's training patch)")
     parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels")
-    parser.add_argument("--grid-size", type=int, default=10, help="grid mode: points per side")
+    parser.add_argument("--grid-size", type=int, default=GRID_SIZE, help="grid mode: points per side")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     parser.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
     parser.add_argument("--probabilities", help="also write the float32 probability map here")

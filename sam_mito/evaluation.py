@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +21,11 @@ from .data import load_patches
 from .embeddings import EmbeddingCache, build_cache
 from .errors import SamMitoError
 from .figures import comparison_figure
+from .hub import RESULTS_FILE, atomic_file
 from .inference import decode_probabilities
 from .metrics import overlap_counts, per_image_scores, scores_from_counts
 from .modeling import encoder_fingerprint, load_sam
-from .prompts import grid_points
+from .prompts import GRID_SIZE, grid_points
 
 logger = logging.getLogger(__name__)
 
@@ -35,24 +35,25 @@ EVAL_MODES = {
     "union": "union box (from ground truth)",
     "instance": "per-instance boxes (from ground truth)",
     "tile": "whole-tile box (prompt-free)",
-    "grid": "10x10 point grid (prompt-free)",
+    "grid": f"{GRID_SIZE}x{GRID_SIZE} point grid (prompt-free)",
 }
 GROUND_TRUTH_MODES = ("union", "instance")
-RESULTS_FILE = "eval_results.json"
 
 
-def _batch_prompts(rows: dict, mode: str, size: tuple[int, int], grid_size: int) -> dict[str, torch.Tensor]:
-    """Prompts for a batch of rows (a column dict): boxes ``(B, K, 4)`` or points ``(B, 1, N, 2)``."""
-    count = len(rows["union_box"])
-    if mode == "grid":
-        points = grid_points(*size, n=grid_size)
-        return {"points": torch.tensor([[points]] * count, dtype=torch.float32)}
+def _row_boxes(rows: dict, mode: str) -> list[list[list[int]]]:
+    """Each row's box prompts (a column dict): its instance boxes (the union box if it has none), or one box."""
     if mode == "instance":
-        per_row = [
+        return [
             boxes or [union] for boxes, union in zip(rows["instance_boxes"], rows["union_box"], strict=True)
         ]
-    else:
-        per_row = [[box] for box in rows["tile_box" if mode == "tile" else "union_box"]]
+    return [[box] for box in rows["tile_box" if mode == "tile" else "union_box"]]
+
+
+def _batch_prompts(rows: dict, mode: str, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Prompts for a batch of rows (a column dict): boxes ``(B, K, 4)`` or points ``(B, 1, N, 2)``."""
+    if mode == "grid":
+        return {"points": torch.tensor([[grid_points(*size)]] * len(rows["union_box"]), dtype=torch.float32)}
+    per_row = _row_boxes(rows, mode)
     most = max(len(boxes) for boxes in per_row)
     padded = [boxes + [boxes[0]] * (most - len(boxes)) for boxes in per_row]  # repeats leave the max as is
     return {"boxes": torch.tensor(padded, dtype=torch.float32)}
@@ -66,7 +67,6 @@ def predict_patches(
     *,
     rows: list[int] | None = None,
     batch_size: int = 16,
-    grid_size: int = 10,
 ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
     """Yield ``(rows, predicted masks, reference masks)`` batches of a split in one prompt mode.
 
@@ -78,14 +78,14 @@ def predict_patches(
         columns = split[chunk]
         labels = np.stack([np.asarray(label, dtype=bool) for label in columns["label"]])
         size = labels.shape[-2:]
-        prompt = _batch_prompts(columns, mode, size, grid_size)
+        prompt = _batch_prompts(columns, mode, size)
         stacked = torch.stack([embeddings[i] for i in chunk])
         probabilities = decode_probabilities(model, stacked, size, **prompt).amax(dim=1)
         yield chunk, (probabilities > 0.5).numpy(), labels
 
 
 def score_model(
-    model, embeddings: EmbeddingCache, split: datasets.Dataset, mode: str, *, grid_size: int = 10
+    model, embeddings: EmbeddingCache, split: datasets.Dataset, mode: str
 ) -> tuple[dict[str, float], np.ndarray]:
     """Dice/IoU per image and pooled of one model in one mode, and each patch's Dice."""
     counts = [overlap_counts(pred, ref) for _, pred, ref in predict_patches(model, embeddings, split, mode)]
@@ -196,8 +196,7 @@ def _figure(models: dict, patches: datasets.Dataset, dice: dict, mode: str, coun
         predictions[label] = [mask for _, masks, _ in batches for mask in masks]
         references = [ref for _, _, refs in batches for ref in refs]
     chosen = patches[rows]
-    prompts = _batch_prompts(chosen, mode, references[0].shape, grid_size=10)
-    boxes = prompts["boxes"].tolist() if "boxes" in prompts else [[] for _ in rows]
+    boxes = [[] for _ in rows] if mode == "grid" else _row_boxes(chosen, mode)
     captions = [
         f"{s} z{z} y{y} x{x}"
         for s, z, y, x in zip(*(chosen[k] for k in ("source", "slice_index", "y", "x")), strict=True)
@@ -206,7 +205,7 @@ def _figure(models: dict, patches: datasets.Dataset, dice: dict, mode: str, coun
         [np.asarray(image) for image in chosen["image"]],
         references,
         {"base": predictions["base"], "fine-tuned": predictions["finetuned"]},
-        boxes=[list(map(list, dict.fromkeys(map(tuple, b)))) for b in boxes],
+        boxes=boxes,
         scores={"base": dice["base", mode][rows], "fine-tuned": dice["finetuned", mode][rows]},
         captions=captions,
     )
@@ -221,7 +220,6 @@ def _write_report(out_dir: Path, report: dict, figure) -> None:
         "comparison.png": lambda path: figure.save(path, format="PNG"),
     }
     for name, write in outputs.items():
-        partial = out_dir / f".{name}.partial"
-        write(partial)
-        os.replace(partial, out_dir / name)
+        with atomic_file(out_dir / name) as partial:
+            write(partial)
     logger.info("evaluation written to %s", out_dir)

@@ -67,6 +67,21 @@ def atomic_directory(out_dir: str | Path, *, overwrite: bool = False) -> Iterato
     os.replace(staging, out_dir)
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` that is renamed to ``path`` only if the block succeeds.
+
+    A failure inside the block removes the temporary file and leaves ``path`` untouched.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def dataset_card(dataset: datasets.DatasetDict, *, source: str, patch_config: dict) -> DatasetCard:
     """Render the dataset card: YAML configs/splits/features plus source, patching, counts and citation."""
     splits = list(dataset)
@@ -133,6 +148,8 @@ def push_folder(folder: str | Path, repo_id: str, *, repo_type: str, token: str 
 METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "pooled_iou": "pooled IoU"}
 #: Written by :func:`sam_mito.training.train` beside the model: the run's settings, token-free JSON.
 TRAINING_CONFIG = "training_config.json"
+#: Written by :func:`sam_mito.evaluation.compare` (or the Trainer's validation metrics, before it).
+RESULTS_FILE = "eval_results.json"
 
 
 def _is_hub_id(name: str) -> bool:
@@ -159,7 +176,7 @@ def _eval_results(rows: list[dict], dataset: str) -> list[EvalResult]:
 
 def _results(output_dir: Path) -> tuple[list[dict], str]:
     """Fine-tuned results rows and a Markdown summary, from ``sam-mito evaluate`` or the Trainer."""
-    found = _read_json(output_dir / "eval_results.json")
+    found = _read_json(output_dir / RESULTS_FILE)
     if "results" in found:  # sam-mito evaluate's report
         return found["results"], found["table"]
     validation = {k.removeprefix("eval_"): v for k, v in found.items()}

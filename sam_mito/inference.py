@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +23,9 @@ from transformers import SamModel, SamProcessor
 
 from .embeddings import encode, pixel_values
 from .errors import SamMitoError
+from .hub import atomic_file
 from .modeling import load_sam
-from .prompts import grid_points, label_instances, prompts_to_input, tile_box
+from .prompts import GRID_SIZE, grid_points, label_instances, prompts_to_input, tile_box
 from .training import masks_to_image
 from .volumes import SLICE_SUFFIXES, read_stack, to_uint8_gray
 
@@ -154,7 +154,7 @@ class Segmenter:
         mode: str = "tile-box",
         tile: int | None = None,
         overlap: int = 32,
-        grid_size: int = 10,
+        grid_size: int = GRID_SIZE,
         precision: str = "fp32",
     ) -> None:
         if mode not in PREDICT_MODES:
@@ -339,20 +339,17 @@ def predict_stack(
     for target in targets:
         if not target.parent.is_dir():
             raise SamMitoError(f"{target}: folder {target.parent} does not exist")
-    partials = [t.with_name(f".{t.name}.partial") for t in targets]
-    try:
-        probs_writer = tifffile.TiffWriter(partials[1]) if probabilities_path else contextlib.nullcontext()
-        with tifffile.TiffWriter(partials[0]) as masks, probs_writer as probs:
-            progress = tqdm(slices, total=volume_shape[0], desc="predicting", unit="slice")
-            for index, image in enumerate(progress):
-                probability = segmenter.probabilities(image, boxes.get(index, []) if boxes else None)
-                masks.write(postprocess(probability, threshold=threshold, min_size=min_size), contiguous=True)
-                if probs is not None:
-                    probs.write(probability, contiguous=True)
-        for partial, target in zip(partials, targets, strict=True):
-            os.replace(partial, target)
-    finally:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
+    with contextlib.ExitStack() as files:  # writers close before their files are renamed into place
+        writers = [
+            files.enter_context(tifffile.TiffWriter(files.enter_context(atomic_file(t)))) for t in targets
+        ]
+        progress = tqdm(slices, total=volume_shape[0], desc="predicting", unit="slice")
+        for index, image in enumerate(progress):
+            probability = segmenter.probabilities(image, boxes.get(index, []) if boxes else None)
+            writers[0].write(
+                postprocess(probability, threshold=threshold, min_size=min_size), contiguous=True
+            )
+            if len(writers) > 1:
+                writers[1].write(probability, contiguous=True)
     logger.info("wrote %s %s (%d encoder passes)", output_path, shape, segmenter.encoder_passes)
     return shape

@@ -33,7 +33,11 @@ def tile_box(height: int, width: int) -> list[int]:
     return [0, 0, width - 1, height - 1]
 
 
-def grid_points(height: int, width: int, *, n: int = 10) -> list[list[float]]:
+#: Points per side of the prompt-free point grid (the seed notebook's 10x10 grid).
+GRID_SIZE = 10
+
+
+def grid_points(height: int, width: int, *, n: int = GRID_SIZE) -> list[list[float]]:
     """``n`` x ``n`` points ``[x, y]`` at the centres of an even grid over the image (a prompt-free prompt)."""
     xs = (np.arange(n) + 0.5) * width / n
     ys = (np.arange(n) + 0.5) * height / n

@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import pytest
+
 from sam_mito.data import prepare_dataset
 from sam_mito.hub import card_template
 
@@ -62,3 +64,17 @@ def test_non_editable_install_ships_the_templates(tmp_path):
     assert result.returncode == 0, result.stderr
     location, size = result.stdout.split()
     assert location.startswith(str(target)) and int(size) > 500
+
+
+def test_atomic_file_appears_only_when_the_block_succeeds(tmp_path):
+    from sam_mito.hub import atomic_file
+
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(target) as partial:
+        partial.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    with atomic_file(target) as partial:
+        partial.write_text("new")
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
