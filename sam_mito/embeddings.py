@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import SamModel, SamProcessor
 
 from .errors import SamMitoError
+from .hub import atomic_file
 from .modeling import encoder_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -183,9 +184,8 @@ def build_cache(
     state.wait_for_everyone()
     if state.is_main_process:
         os.replace(partial, array_path)
-        tmp = meta_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"key": key, "complete": True, "rows": len(split)}, indent=1))
-        os.replace(tmp, meta_path)
+        with atomic_file(meta_path) as partial_meta:
+            partial_meta.write_text(json.dumps({"key": key, "complete": True, "rows": len(split)}, indent=1))
         logger.info("embedding cache written to %s", array_path)
     state.wait_for_everyone()
     return EmbeddingCache(array_path)
