@@ -150,10 +150,10 @@ def _rss_mib() -> float:
 
 def bench_cache(size: str, workdir: str, patches: int) -> dict:
     """Peak RSS and time while building the embedding cache of ``patches`` patches (default batch size)."""
+    from sam_mito.config import SamMitoConfig
     from sam_mito.data import load_patches, prepare_dataset
     from sam_mito.embeddings import build_cache
     from sam_mito.modeling import load_sam
-    from sam_mito.training import SamMitoConfig
 
     model, processor = load_sam(str(_model_dir(size, workdir)))
     data_dir = Path(workdir) / "cache-data"
@@ -178,12 +178,12 @@ def bench_cache(size: str, workdir: str, patches: int) -> dict:
 
 
 def bench_predict(size: str, workdir: str) -> dict:
-    """Prompt-free (tile-box) prediction of one 768×1024 slice: seconds, encoder passes, peak RSS."""
+    """Prompt-free (tile) prediction of one 768×1024 slice: seconds, encoder passes, peak RSS."""
     from sam_mito.inference import Segmenter, tile_origins
     from sam_mito.modeling import load_sam
     from sam_mito.synthetic import SyntheticEM
 
-    segmenter = Segmenter(*load_sam(str(_model_dir(size, workdir))), mode="tile-box", tile=256, overlap=32)
+    segmenter = Segmenter(*load_sam(str(_model_dir(size, workdir))), mode="tile", tile=256, overlap=32)
     image, _ = SyntheticEM((1, 768, 1024), seed=2).render(0)
     seconds, _ = _timed(lambda: segmenter.probabilities(image))
     return {
@@ -226,9 +226,10 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
     """Seconds per Trainer step, encoder every step (seed style) vs cached embeddings, batch 2."""
     from transformers import TrainerCallback
 
+    from sam_mito.config import SamMitoConfig
     from sam_mito.data import load_patches, prepare_dataset
     from sam_mito.modeling import freeze_for_decoder_training, load_sam
-    from sam_mito.training import SamMitoConfig, SamMitoTrainer, prompt_dataset
+    from sam_mito.training import SamMitoTrainer, prompt_dataset
 
     model_dir = _model_dir(size, workdir)
     data_dir = Path(workdir) / "data"
@@ -251,7 +252,7 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
         args = SamMitoConfig(
             output_dir=f"{workdir}/out", max_steps=n_steps, per_device_train_batch_size=2, use_cpu=True,
             report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
-            embedding_cache=cached, cache_dir=f"{workdir}/cache",
+            embedding_cache=cached, embedding_cache_dir=f"{workdir}/cache",
         )  # fmt: skip
         split = load_patches(data_dir, "train")
         start = time.perf_counter()

@@ -5,25 +5,58 @@
     python examples/train_sam_mito.py --dataset epfl-patches --output_dir sam-mito-epfl --max_steps 1000
 
 Arguments come from a YAML or JSON file, the command line, or both (flags override the file);
-every field of ``sam_mito.training.SamMitoConfig``, and so of ``transformers.TrainingArguments``,
-is accepted.
+every field of ``sam_mito.SamMitoConfig``, and so of ``transformers.TrainingArguments``, is
+accepted. ``sam_mito.train(config)`` runs the same recipe in one call.
 """
 
 import logging
 
-from sam_mito.training import parse_config, train
+from transformers import set_seed
+
+from sam_mito import SamMitoTrainer, load_patches
+from sam_mito.config import parse_config
+
+logger = logging.getLogger("train_sam_mito")
 
 
 def main() -> None:
+    # 1. Parse: a config file and/or flags.
     config = parse_config()
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=config.get_process_log_level()
     )
-    # The recipe: load the base SAM, freeze everything but the mask decoder, encode the patches
-    # once, train with Dice + cross-entropy and Adam, evaluate on validation, save the model with
-    # its processor and card, and push to the Hub when --push_to_hub is set.
-    metrics = train(config)
-    logging.getLogger("train_sam_mito").info("final metrics: %s", metrics)
+    set_seed(config.seed)
+
+    # 2. Load the patches made by `sam-mito prepare` (a folder or a Hub dataset id): this is
+    #    `datasets.load_dataset`, plus a check that the splits and columns are there.
+    patches = load_patches(config.dataset)
+
+    # 3. The trainer loads the base SAM, freezes all but the mask decoder and encodes each patch once.
+    trainer = SamMitoTrainer(
+        model=config.model_name_or_path,
+        args=config,
+        train_dataset=patches[config.train_split],
+        eval_dataset=patches[config.eval_split] if config.eval_split else None,
+    )
+
+    # 4. Train, then save weights, processor and settings.
+    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+
+    # 5. Validation Dice / IoU.
+    if config.eval_split:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    # 6. The model card, then the Hub.
+    trainer.create_model_card()
+    if config.push_to_hub:
+        trainer.push_to_hub()
+    logger.info("model written to %s", config.output_dir)
 
 
 if __name__ == "__main__":

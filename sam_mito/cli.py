@@ -81,14 +81,15 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .training import parse_config, train
+    from .config import parse_config
+    from .training import train
 
     metrics = train(parse_config(args.extra))
     print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
-    from .evaluation import EVAL_MODES
+    from .prompts import EVAL_MODES
 
     parser = commands.add_parser(
         "evaluate", help="Dice/IoU of base vs fine-tuned on the same patches and prompts, plus a figure"
@@ -100,15 +101,15 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prompt",
         nargs="+",
-        choices=tuple(EVAL_MODES),
+        choices=EVAL_MODES,
         default=list(EVAL_MODES),
         help="prompt modes to report (default: all)",
     )
     parser.add_argument(
         "--out",
-        help="folder for eval_results.json, evaluation.md, comparison.png (default: --finetuned if a folder)",
+        help="folder for comparison.json, evaluation.md, comparison.png (default: --finetuned if a folder)",
     )
-    parser.add_argument("--cache-dir", help="embedding cache folder")
+    parser.add_argument("--embedding-cache-dir", help="embedding cache folder")
     parser.add_argument("--figure-rows", type=int, default=4, help="patches shown in comparison.png")
     parser.add_argument(
         "--push-to-hub", metavar="REPO", help="rewrite the fine-tuned folder's card and upload the folder"
@@ -120,8 +121,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from .evaluation import compare
-    from .hub import TRAINING_CONFIG, push_folder, write_model_card
-    from .modeling import load_sam
+    from .hub import CARD_DATA, RESULTS_FILE, ModelCardInfo, push_folder
 
     model_dir = Path(args.finetuned) if Path(args.finetuned).is_dir() else None
     out = Path(args.out or model_dir or "evaluation")
@@ -134,21 +134,24 @@ def _evaluate(args: argparse.Namespace) -> None:
         args.dataset,
         split=args.split,
         modes=tuple(args.prompt),
-        cache_dir=args.cache_dir,
+        embedding_cache_dir=args.embedding_cache_dir,
         out_dir=out,
         figure_rows=args.figure_rows,
     )
     print(report["table"])
-    print(f"wrote {out}/eval_results.json, evaluation.md, comparison.png")
-    if in_model_dir and (model_dir / TRAINING_CONFIG).exists():
-        write_model_card(model_dir, model=load_sam(str(model_dir))[0])
+    print(f"wrote {out}/{RESULTS_FILE}, evaluation.md, comparison.png")
+    if in_model_dir and (model_dir / CARD_DATA).exists():
+        card = ModelCardInfo.load(model_dir)
+        card.add_comparison(report, figure="comparison.png")
+        card.write(model_dir)
         print(f"updated {model_dir}/README.md with the results")
     if args.push_to_hub:
         print(push_folder(model_dir, args.push_to_hub, repo_type="model"))
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
-    from .prompts import GRID_SIZE
+    from .embeddings import PRECISIONS
+    from .prompts import GRID_SIZE, PREDICT_MODES
 
     parser = commands.add_parser(
         "predict", help="segment a slice, stack or slice folder into a 0/255 mask TIFF of the same shape"
@@ -161,8 +164,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--boxes", help="JSON: [[x0, y0, x1, y1], ...] or {slice index: boxes}")
     parser.add_argument(
         "--mode",
-        choices=("tile-box", "grid", "boxes"),
-        help="prompts per tile (default: boxes with --boxes, else tile-box)",
+        choices=PREDICT_MODES,
+        help="prompts per tile (default: boxes with --boxes, else tile)",
     )
     parser.add_argument("--tile", type=int, help="tile side in pixels (default: the model's training patch)")
     parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels")
@@ -170,7 +173,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     parser.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
     parser.add_argument("--probabilities", help="also write the float32 probability map here")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="encoder precision")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="encoder precision")
     parser.set_defaults(handler=_predict)
 
 
@@ -179,7 +182,7 @@ def _predict(args: argparse.Namespace) -> None:
 
     segmenter = Segmenter.from_pretrained(
         args.model,
-        mode=args.mode or ("boxes" if args.boxes else "tile-box"),
+        mode=args.mode or ("boxes" if args.boxes else "tile"),
         tile=args.tile,
         overlap=args.overlap,
         grid_size=args.grid_size,
@@ -213,11 +216,11 @@ def _demo(args: argparse.Namespace) -> None:
     print(report["table"])
     prediction = report["prediction"]
     print(
-        f"prompt-free full-slice prediction (fine-tuned, tile-box): Dice {prediction['dice']:.4f}, "
+        f"prompt-free full-slice prediction (fine-tuned, tile): Dice {prediction['dice']:.4f}, "
         f"IoU {prediction['iou']:.4f}, {prediction['encoder_passes']} encoder passes"
     )
     print(f"dataset (parquet + card):                 {args.out}/dataset")
-    print(f"model, processor, card, eval_results.json: {args.out}/model")
+    print(f"model, processor, card, comparison.json:  {args.out}/model")
     print(f"comparison figure:                        {args.out}/model/comparison.png")
     print(f"full-slice prediction:                    {args.out}/predict/mask.tif, prediction.png")
 

@@ -7,15 +7,17 @@ from pathlib import Path
 
 import tifffile
 
+from .config import SamMitoConfig
 from .data import PatchConfig, prepare_dataset, slice_splits
 from .evaluation import compare
 from .figures import overlay
-from .hub import check_output_dir, write_model_card
+from .files import check_output_dir
+from .hub import ModelCardInfo
 from .inference import Segmenter, predict_stack
 from .metrics import dice_iou
 from .modeling import TINY_BASE, load_sam
 from .synthetic import SyntheticEM
-from .training import SamMitoConfig, train
+from .training import train
 from .volumes import load_pair
 
 logger = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def run_demo(
         output_dir=str(model_dir),
         model_name_or_path=TINY_BASE,
         dataset=str(dataset_dir),
-        cache_dir=str(out_dir / "embedding_cache"),
+        embedding_cache_dir=str(out_dir / "embedding_cache"),
         max_steps=steps,
         per_device_train_batch_size=8,
         learning_rate=1e-4,
@@ -63,9 +65,16 @@ def run_demo(
         seed=0,
     )
     train(config)
-    report = compare(TINY_BASE, str(model_dir), dataset_dir, cache_dir=config.cache_dir, out_dir=model_dir)
-    finetuned, _ = load_sam(str(model_dir))
-    write_model_card(model_dir, model=finetuned)  # now with the comparison and the figure
+    report = compare(
+        TINY_BASE,
+        str(model_dir),
+        dataset_dir,
+        embedding_cache_dir=config.embedding_cache_dir,
+        out_dir=model_dir,
+    )
+    card = ModelCardInfo.load(model_dir)
+    card.add_comparison(report, figure="comparison.png")
+    card.write(model_dir)  # now with the comparison and the figure
     report["prediction"] = predict_full_slice(out_dir / "predict", model_dir, data=data)
     return report
 
@@ -79,12 +88,12 @@ def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | Non
     if data is None:
         image, truth = SyntheticEM((1, 768, 1024), seed=1000).render(0)
     else:
-        images, masks = load_pair(Path(data) / "training.tif", Path(data) / "training_groundtruth.tif")
+        images, masks, _ = load_pair(Path(data) / "training.tif", Path(data) / "training_groundtruth.tif")
         index = slice_splits(len(images), config=DATA_SPLITS, has_test_volume=False)["test"].start
         image, truth = images[index], masks[index]
     out_dir.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(out_dir / "slice.tif", image)
-    segmenter = Segmenter(*load_sam(str(model_dir)), mode="tile-box")
+    segmenter = Segmenter(*load_sam(str(model_dir)), mode="tile")
     predict_stack(segmenter, out_dir / "slice.tif", out_dir / "mask.tif")
     mask = tifffile.imread(out_dir / "mask.tif") > 0
     overlay(image, mask, (0, 160, 255), size=None).save(out_dir / "prediction.png")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import SamModel, SamProcessor
 
 from .errors import SamMitoError
-from .hub import atomic_file
+from .files import atomic_file
 from .modeling import encoder_fingerprint
 
 logger = logging.getLogger(__name__)

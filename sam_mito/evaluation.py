@@ -18,45 +18,25 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import load_patches
+from .decoding import decode_probabilities, pad_boxes
 from .embeddings import EmbeddingCache, build_cache
 from .errors import SamMitoError
 from .figures import comparison_figure
-from .hub import RESULTS_FILE, atomic_file
-from .inference import decode_probabilities
+from .files import atomic_file
+from .hub import RESULTS_FILE
 from .metrics import overlap_counts, per_image_scores, scores_from_counts
 from .modeling import encoder_fingerprint, load_sam
-from .prompts import GRID_SIZE, grid_points
+from .prompts import EVAL_MODES, GROUND_TRUTH_MODES, PROMPT_MODES, grid_points, row_boxes
 
 logger = logging.getLogger(__name__)
 
-#: Prompt modes and how the report describes them; the first two read the answer's location off
-#: the ground truth, the last two are prompt-free.
-EVAL_MODES = {
-    "union": "union box (from ground truth)",
-    "instance": "per-instance boxes (from ground truth)",
-    "tile": "whole-tile box (prompt-free)",
-    "grid": f"{GRID_SIZE}x{GRID_SIZE} point grid (prompt-free)",
-}
-GROUND_TRUTH_MODES = ("union", "instance")
 
-
-def _row_boxes(rows: dict, mode: str) -> list[list[list[int]]]:
-    """Each row's box prompts (a column dict): its instance boxes (the union box if it has none), or one box."""
-    if mode == "instance":
-        return [
-            boxes or [union] for boxes, union in zip(rows["instance_boxes"], rows["union_box"], strict=True)
-        ]
-    return [[box] for box in rows["tile_box" if mode == "tile" else "union_box"]]
-
-
-def _batch_prompts(rows: dict, mode: str, size: tuple[int, int]) -> dict[str, torch.Tensor]:
-    """Prompts for a batch of rows (a column dict): boxes ``(B, K, 4)`` or points ``(B, 1, N, 2)``."""
+def _batch_prompts(rows: list[dict], mode: str, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Prompts for a batch of rows: boxes ``(B, K, 4)`` (padded by repetition) or points ``(B, 1, N, 2)``."""
     if mode == "grid":
-        return {"points": torch.tensor([[grid_points(*size)]] * len(rows["union_box"]), dtype=torch.float32)}
-    per_row = _row_boxes(rows, mode)
-    most = max(len(boxes) for boxes in per_row)
-    padded = [boxes + [boxes[0]] * (most - len(boxes)) for boxes in per_row]  # repeats leave the max as is
-    return {"boxes": torch.tensor(padded, dtype=torch.float32)}
+        return {"points": torch.tensor([[grid_points(*size)]] * len(rows), dtype=torch.float32)}
+    boxes, _ = pad_boxes([row_boxes(row, mode) for row in rows])
+    return {"boxes": boxes}
 
 
 def predict_patches(
@@ -75,10 +55,10 @@ def predict_patches(
     rows = list(range(len(split))) if rows is None else rows
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        columns = split[chunk]
-        labels = np.stack([np.asarray(label, dtype=bool) for label in columns["label"]])
+        batch = [split[i] for i in chunk]
+        labels = np.stack([np.asarray(row["label"], dtype=bool) for row in batch])
         size = labels.shape[-2:]
-        prompt = _batch_prompts(columns, mode, size)
+        prompt = _batch_prompts(batch, mode, size)
         stacked = torch.stack([embeddings[i] for i in chunk])
         probabilities = decode_probabilities(model, stacked, size, **prompt).amax(dim=1)
         yield chunk, (probabilities > 0.5).numpy(), labels
@@ -101,7 +81,7 @@ def results_table(results: list[dict]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {EVAL_MODES[r['mode']]} | {r['model']} | {r['dice']:.4f} | {r['iou']:.4f} | "
+        f"| {PROMPT_MODES[r['mode']]} | {r['model']} | {r['dice']:.4f} | {r['iou']:.4f} | "
         f"{r['pooled_dice']:.4f} | {r['pooled_iou']:.4f} | {r['n_images']} |"
         for r in results
     ]
@@ -132,8 +112,8 @@ def compare(
     dataset: str | Path,
     *,
     split: str = "test",
-    modes: tuple[str, ...] = tuple(EVAL_MODES),
-    cache_dir: str | Path | None = None,
+    modes: tuple[str, ...] = EVAL_MODES,
+    embedding_cache_dir: str | Path | None = None,
     out_dir: str | Path | None = None,
     figure_mode: str = "union",
     figure_rows: int = 4,
@@ -159,14 +139,14 @@ def compare(
     results, dice = [], {}
     for label, (model, processor) in models.items():
         model.eval()
-        cache = build_cache(model, processor, patches, name=split, cache_dir=cache_dir)
+        cache = build_cache(model, processor, patches, name=split, cache_dir=embedding_cache_dir)
         for mode in tqdm(modes, desc=f"scoring {label}", unit="mode"):
             scores, dice[label, mode] = score_model(model, cache, patches, mode)
             results.append(
                 {
                     "model": label,
                     "mode": mode,
-                    "prompts": EVAL_MODES[mode],
+                    "prompts": PROMPT_MODES[mode],
                     "uses_ground_truth": mode in GROUND_TRUTH_MODES,
                     "split": split,
                     **scores,
@@ -196,7 +176,7 @@ def _figure(models: dict, patches: datasets.Dataset, dice: dict, mode: str, coun
         predictions[label] = [mask for _, masks, _ in batches for mask in masks]
         references = [ref for _, _, refs in batches for ref in refs]
     chosen = patches[rows]
-    boxes = [[] for _ in rows] if mode == "grid" else _row_boxes(chosen, mode)
+    boxes = [[] for _ in rows] if mode == "grid" else [row_boxes(patches[row], mode) for row in rows]
     captions = [
         f"{s} z{z} y{y} x{x}"
         for s, z, y, x in zip(*(chosen[k] for k in ("source", "slice_index", "y", "x")), strict=True)

@@ -1,14 +1,10 @@
-"""Write datasets and models as Hub-ready folders with cards, atomically, and push them."""
+"""Hub cards rendered from typed data, and uploads: dataset folders and model folders."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +13,8 @@ import numpy as np
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, ModelCard, ModelCardData
 
 from .errors import SamMitoError
+from .files import atomic_directory, atomic_file
+from .prompts import GROUND_TRUTH_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -32,54 +30,8 @@ EPFL_CITATION = """@article{lucchi2012supervoxel,
 
 
 def card_template(name: str) -> str:
-    """Text of a card template shipped in the ``hub_cards`` package (found after any install)."""
-    return resources.files("hub_cards").joinpath(name).read_text(encoding="utf-8")
-
-
-def check_output_dir(out_dir: str | Path, *, overwrite: bool) -> Path:
-    """Refuse a non-empty existing ``out_dir`` unless ``overwrite``; call before any long work."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise SamMitoError(
-            f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)"
-        )
-    return out_dir
-
-
-@contextlib.contextmanager
-def atomic_directory(out_dir: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out_dir`` that becomes ``out_dir`` only if the block succeeds.
-
-    A failure inside the block removes the temporary folder and leaves ``out_dir`` untouched.
-    """
-    out_dir = check_output_dir(out_dir, overwrite=overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, retired / out_dir.name)
-        shutil.rmtree(retired, ignore_errors=True)
-    os.replace(staging, out_dir)
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` that is renamed to ``path`` only if the block succeeds.
-
-    A failure inside the block removes the temporary file and leaves ``path`` untouched.
-    """
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Text of a card template shipped as ``sam_mito.hub_cards`` (the repository's ``hub_cards/``)."""
+    return resources.files("sam_mito.hub_cards").joinpath(name).read_text(encoding="utf-8")
 
 
 def dataset_card(dataset: datasets.DatasetDict, *, source: str, patch_config: dict) -> DatasetCard:
@@ -148,118 +100,142 @@ def push_folder(folder: str | Path, repo_id: str, *, repo_type: str, token: str 
 METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "pooled_iou": "pooled IoU"}
 #: Written by :func:`sam_mito.training.train` beside the model: the run's settings, token-free JSON.
 TRAINING_CONFIG = "training_config.json"
-#: Written by :func:`sam_mito.evaluation.compare` (or the Trainer's validation metrics, before it).
-RESULTS_FILE = "eval_results.json"
+#: Written beside the model: what its card shows (:class:`ModelCardInfo`).
+CARD_DATA = "card_data.json"
+#: The Trainer's validation metrics (its own schema).
+VALIDATION_FILE = "eval_results.json"
+#: Written by :func:`sam_mito.evaluation.compare`: base vs fine-tuned in every prompt mode.
+RESULTS_FILE = "comparison.json"
 
 
-def _is_hub_id(name: str) -> bool:
-    return name.count("/") == 1 and not Path(name).exists()
+def public_name(name_or_path: str) -> str:
+    """A Hub id as it is; a local path as its folder name (cards never show local paths)."""
+    return name_or_path if is_hub_id(name_or_path) else Path(name_or_path).name
 
 
-def _eval_results(rows: list[dict], dataset: str) -> list[EvalResult]:
-    return [
-        EvalResult(
-            task_type="image-segmentation",
-            dataset_type=dataset,
-            dataset_name=dataset,
-            dataset_split=row.get("split"),
-            metric_type=metric,
-            metric_name=f"{METRIC_NAMES[metric]} ({row['mode']} prompts)",
-            metric_value=round(float(row[metric]), 4),
-        )
-        for row in rows
-        if row["model"] == "finetuned"
-        for metric in METRIC_NAMES
-        if metric in row
-    ]
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` looks like ``owner/repo`` and is not a local path."""
+    return name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/"))
 
 
-def _results(output_dir: Path) -> tuple[list[dict], str]:
-    """Fine-tuned results rows and a Markdown summary, from ``sam-mito evaluate`` or the Trainer."""
-    found = _read_json(output_dir / RESULTS_FILE)
-    if "results" in found:  # sam-mito evaluate's report
-        return found["results"], found["table"]
-    validation = {k.removeprefix("eval_"): v for k, v in found.items()}
-    if "dice" not in validation:
-        return [], ""
-    row = {"model": "finetuned", "mode": "validation", **validation}
-    return [row], f"Validation: Dice {validation['dice']:.4f}, IoU {validation['iou']:.4f}"
+@dataclass
+class ModelCardInfo:
+    """Everything a fine-tuned model's card shows, collected while training and evaluating.
 
+    Saved as ``card_data.json`` beside the weights, so ``sam-mito evaluate`` adds its results and
+    re-renders the card without reloading the model.
 
-def write_model_card(output_dir: str | Path, *, model, config=None, model_name: str | None = None) -> Path:
-    """Render hub_cards/model_card.md for a fine-tuned model into ``output_dir/README.md``.
-
-    Training settings come from ``config`` or, without it, from the folder's
-    ``training_config.json``. Metrics come from ``eval_results.json``: ``sam-mito evaluate``'s
-    comparison when present, otherwise the Trainer's validation metrics.
+    Attributes
+    ----------
+    base_model, dataset : str
+        Hub ids, or folder names for local paths.
+    train_split, prompt_mode : str
+        What the decoder was trained on.
+    box_jitter : int
+        Training box jitter in pixels.
+    loss_weights : dict
+        Weight of each loss term.
+    trainable_parameters, total_parameters : int
+        Parameter counts after freezing.
+    hyperparameters : dict
+        The settings shown in the card's table.
+    repo_or_path : str
+        What the card's usage snippet loads.
+    demo_base : bool
+        The base is the packaged tiny demonstration SAM.
+    results : list of dict
+        Fine-tuned scores, rows with ``mode``, ``split`` and :data:`METRIC_NAMES` keys.
+    results_table : str
+        Markdown shown under "Evaluation".
+    figure : str or None
+        File name of the comparison figure in the model folder.
     """
-    from .modeling import TINY_BASE, TRAINABLE_PREFIX, tiny_base_path
 
-    output_dir = Path(output_dir)
-    settings = (
-        json.loads(config.to_json_string())
-        if config is not None
-        else _read_json(output_dir / TRAINING_CONFIG)
-    )
-    if not settings:
-        raise SamMitoError(
-            f"{output_dir}: no {TRAINING_CONFIG}; expected a folder written by `sam-mito train`"
+    base_model: str
+    dataset: str
+    train_split: str
+    prompt_mode: str
+    box_jitter: int
+    loss_weights: dict
+    trainable_parameters: int
+    total_parameters: int
+    hyperparameters: dict
+    repo_or_path: str
+    demo_base: bool = False
+    results: list[dict] = field(default_factory=list)
+    results_table: str = ""
+    figure: str | None = None
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``card_data.json`` into ``folder``."""
+        with atomic_file(Path(folder) / CARD_DATA) as partial:
+            partial.write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ModelCardInfo:
+        """Read ``card_data.json`` from a model folder written by ``sam-mito train``."""
+        path = Path(folder) / CARD_DATA
+        if not path.exists():
+            raise SamMitoError(f"{folder}: no {CARD_DATA}; expected a folder written by `sam-mito train`")
+        values = json.loads(path.read_text())
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def add_validation(self, metrics: dict) -> None:
+        """Show the Trainer's validation metrics (``eval_*``), unless a comparison is shown."""
+        scores = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+        if "dice" not in scores or any(row["mode"] != "validation" for row in self.results):
+            return
+        self.results = [{"mode": "validation", "split": "validation", **scores}]
+        self.results_table = f"Validation: Dice {scores['dice']:.4f}, IoU {scores['iou']:.4f}"
+
+    def add_comparison(self, report: dict, *, figure: str | None) -> None:
+        """Show a :func:`sam_mito.evaluation.compare` report: the fine-tuned rows and the table."""
+        self.results = [row for row in report["results"] if row["model"] == "finetuned"]
+        self.results_table = report["table"]
+        self.figure = figure
+
+    def card(self, model_name: str) -> ModelCard:
+        """Render ``hub_cards/model_card.md``."""
+        card_data = ModelCardData(
+            base_model=self.base_model if is_hub_id(self.base_model) and not self.demo_base else None,
+            datasets=[self.dataset] if is_hub_id(self.dataset) else None,
+            library_name="transformers",
+            license="apache-2.0",
+            tags=["segment-anything", "mitochondria", "electron-microscopy", "sam-mito"],
+            model_name=model_name,
+            eval_results=self._eval_results() or None,
         )
-    rows, results_table = _results(output_dir)
-    dataset = str(settings["dataset"])
-    base = str(settings["model_name_or_path"])
-    demo_base = base in (TINY_BASE, str(tiny_base_path()))
-    card_data = ModelCardData(
-        base_model=base if _is_hub_id(base) and not demo_base else None,
-        datasets=[dataset] if _is_hub_id(dataset) else None,
-        library_name="transformers",
-        pipeline_tag="mask-generation",
-        license="apache-2.0",
-        tags=["segment-anything", "mitochondria", "electron-microscopy", "sam-mito"],
-        model_name=model_name or output_dir.name,
-        eval_results=_eval_results(rows, dataset) or None,
-    )
-    counts = {name: p.numel() for name, p in model.named_parameters()}
-    trainable = sum(n for name, n in counts.items() if name.startswith(TRAINABLE_PREFIX))
-    total = sum(counts.values())
-    steps = "max_steps" if settings["max_steps"] > 0 else "num_train_epochs"
-    hyperparameters = {
-        key: settings[key]
-        for key in (
-            "learning_rate",
-            "weight_decay",
-            "per_device_train_batch_size",
-            "gradient_accumulation_steps",
-            steps,
-            "lr_scheduler_type",
-            "embedding_cache",
-            "encode_precision",
-            "seed",
+        return ModelCard.from_template(
+            card_data,
+            template_str=card_template("model_card.md"),
+            model_name=model_name,
+            info=self,
+            trainable=f"{self.trainable_parameters:,}",
+            total=f"{self.total_parameters:,}",
         )
-    }
-    card = ModelCard.from_template(
-        card_data,
-        template_str=card_template("model_card.md"),
-        model_name=model_name or output_dir.name,
-        demo_base=demo_base,
-        base_model=base if not demo_base else f"{TINY_BASE} (packaged demonstration base)",
-        dataset=dataset,
-        train_split=settings["train_split"],
-        prompt_mode=settings["prompt_mode"],
-        box_jitter=settings["box_jitter"],
-        trainable=f"{trainable:,}",
-        total=f"{total:,}",
-        dice_weight=settings["dice_weight"],
-        ce_weight=settings["ce_weight"],
-        hyperparameters=hyperparameters,
-        results_table=results_table,
-        figure="comparison.png" if (output_dir / "comparison.png").exists() else None,
-        repo_or_path=settings.get("hub_model_id") or str(output_dir),
-    )
-    path = output_dir / "README.md"
-    card.save(path)
-    return path
 
+    def _eval_results(self) -> list[EvalResult]:
+        return [
+            EvalResult(
+                task_type="image-segmentation",
+                dataset_type=self.dataset,
+                dataset_name=self.dataset,
+                dataset_split=row.get("split"),
+                metric_type=metric,
+                metric_name=f"{METRIC_NAMES[metric]} ({row['mode']} prompts"
+                + (", from ground truth)" if row["mode"] in GROUND_TRUTH_MODES else ")"),
+                metric_value=round(float(row[metric]), 4),
+            )
+            for row in self.results
+            for metric in METRIC_NAMES
+            if metric in row
+        ]
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+    def write(self, folder: str | Path, *, model_name: str | None = None) -> Path:
+        """Save the data and render the card into ``folder/README.md``; returns the card's path."""
+        folder = Path(folder)
+        self.save(folder)
+        path = folder / "README.md"
+        with atomic_file(path) as partial:
+            self.card(model_name or folder.name).save(partial)
+        return path

@@ -21,59 +21,17 @@ import torch
 from tqdm.auto import tqdm
 from transformers import SamModel, SamProcessor
 
+from .decoding import Box, decode_probabilities
 from .embeddings import encode, pixel_values
 from .errors import SamMitoError
-from .hub import atomic_file
+from .files import atomic_file
 from .modeling import load_sam
-from .prompts import GRID_SIZE, grid_points, label_instances, prompts_to_input, tile_box
-from .training import masks_to_image
-from .volumes import SLICE_SUFFIXES, read_stack, to_uint8_gray
+from .prompts import GRID_SIZE, PREDICT_MODES, grid_points, label_instances, tile_box
+from .volumes import NORMALIZATION, open_volume
 
 logger = logging.getLogger(__name__)
 
-PREDICT_MODES = ("tile-box", "grid", "boxes")
 DEFAULT_TILE = 256
-
-Box = list[float]
-
-
-def decode_probabilities(
-    model: SamModel,
-    embeddings: torch.Tensor,
-    size: tuple[int, int],
-    *,
-    boxes: torch.Tensor | None = None,
-    points: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Mask probabilities ``(B, K, H, W)`` for ``K`` prompts per image on cached image embeddings.
-
-    Parameters
-    ----------
-    model : SamModel
-        Any SAM; only its prompt encoder and mask decoder run.
-    embeddings : torch.Tensor
-        ``(B, C, h, w)`` image embeddings from :func:`sam_mito.embeddings.encode`.
-    size : tuple of int
-        ``(H, W)`` of the images the prompts refer to, in pixels.
-    boxes : torch.Tensor, optional
-        ``(B, K, 4)`` boxes ``[x0, y0, x1, y1]`` in image pixels: one mask per box.
-    points : torch.Tensor, optional
-        ``(B, K, N, 2)`` positive points ``[x, y]`` in image pixels: one mask per group of N.
-    """
-    if (boxes is None) == (points is None):
-        raise SamMitoError("decode_probabilities: give exactly one of boxes or points")
-    image_size = model.config.vision_config.image_size
-    device = next(model.parameters()).device
-    if boxes is not None:
-        prompt = {"input_boxes": prompts_to_input(boxes.float(), size, image_size).to(device)}
-    else:
-        prompt = {
-            "input_points": prompts_to_input(points.float(), size, image_size).to(device),
-            "input_labels": torch.ones(points.shape[:-1], dtype=torch.long, device=device),
-        }
-    with torch.inference_mode():
-        outputs = model(image_embeddings=embeddings.to(device), multimask_output=False, **prompt)
-        return torch.sigmoid(masks_to_image(outputs.pred_masks[:, :, 0], size, image_size)).float().cpu()
 
 
 def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
@@ -137,7 +95,7 @@ class Segmenter:
     model, processor : SamModel, SamProcessor
         Any SAM checkpoint, fine-tuned or stock.
     mode : str, keyword-only
-        ``tile-box`` (one box over each whole tile), ``grid`` (``grid_size`` x ``grid_size``
+        ``tile`` (one box over each whole tile), ``grid`` (``grid_size`` x ``grid_size``
         positive points per tile) or ``boxes`` (the caller's boxes, clipped to each tile).
     tile, overlap : int, keyword-only
         Tile side and minimum overlap in pixels; ``tile`` defaults to the patch size the model was
@@ -151,7 +109,7 @@ class Segmenter:
         model: SamModel,
         processor: SamProcessor,
         *,
-        mode: str = "tile-box",
+        mode: str = "tile",
         tile: int | None = None,
         overlap: int = 32,
         grid_size: int = GRID_SIZE,
@@ -161,6 +119,7 @@ class Segmenter:
             raise SamMitoError(f"mode '{mode}': expected one of {PREDICT_MODES}")
         trained = getattr(model.config, "sam_mito", None) or {}
         self.tile = int(tile or trained.get("patch_size", DEFAULT_TILE))
+        self.normalization = trained.get("normalization", NORMALIZATION)
         tile_origins(self.tile, self.tile, overlap)  # validates overlap against the tile
         self.model, self.processor = model.eval(), processor
         self.mode, self.overlap, self.grid_size, self.precision = mode, overlap, grid_size, precision
@@ -180,7 +139,7 @@ class Segmenter:
         self.encoder_passes += 1
         if self.mode == "boxes":
             prompt = {"boxes": torch.tensor([boxes], dtype=torch.float32)}
-        elif self.mode == "tile-box":
+        elif self.mode == "tile":
             prompt = {"boxes": torch.tensor([[tile_box(*size)]], dtype=torch.float32)}
         else:
             points = grid_points(*size, n=self.grid_size)
@@ -266,54 +225,6 @@ def read_boxes(path: str | Path, shape: tuple[int, ...]) -> dict[int, list[Box]]
     return per_slice
 
 
-def open_slices(path: str | Path) -> tuple[tuple[int, ...], Iterator[np.ndarray]]:
-    """The shape of an image or stack and an iterator over its ``uint8`` grayscale slices.
-
-    Multi-page TIFF stacks and slice folders are read one slice at a time, so memory stays at a
-    few slices whatever the stack's depth. The shape is ``(H, W)`` for a single image, else
-    ``(Z, H, W)``. Non-``uint8`` slices are rescaled slice by slice.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise SamMitoError(f"{path}: no such file or folder")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES)
-        if not files:
-            raise SamMitoError(f"{path}: folder holds no PNG/TIFF slices (expected *.png, *.tif or *.tiff)")
-        first = _gray(read_stack(files[0]), files[0])
-        shape = (len(files), *first.shape[1:])
-        return shape, (_gray(read_stack(f), f, first.shape[1:])[0] for f in files)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                paged = series.ndim == 3 and "S" not in series.axes and len(series.pages) == series.shape[0]
-                shape = tuple(series.shape)
-        except (OSError, IndexError, ValueError, tifffile.TiffFileError) as err:
-            raise SamMitoError(f"{path}: cannot read TIFF ({err})") from err
-        if paged:
-            if 0 in shape:
-                raise SamMitoError(f"{path}: empty stack {shape}; expected at least one slice")
-            return shape, _tiff_pages(path, shape)
-    stack = _gray(read_stack(path), path)
-    return (stack.shape[1:] if len(stack) == 1 else stack.shape), iter(stack)
-
-
-def _tiff_pages(path: Path, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
-    with tifffile.TiffFile(path) as tif:
-        for index in range(shape[0]):
-            yield _gray(tif.series[0].pages[index].asarray()[None], path)[0]
-
-
-def _gray(stack: np.ndarray, path: Path, expected: tuple[int, ...] | None = None) -> np.ndarray:
-    if stack.ndim not in (3, 4) or (stack.ndim == 4 and stack.shape[-1] not in (3, 4)):
-        raise SamMitoError(f"{path}: image has shape {stack.shape}; expected (H, W) or (slices, H, W)")
-    gray = to_uint8_gray(stack, source=str(path))
-    if expected is not None and gray.shape[1:] != tuple(expected):
-        raise SamMitoError(f"{path}: slice shape {gray.shape[1:]} differs from the first slice {expected}")
-    return gray
-
-
 def predict_stack(
     segmenter: Segmenter,
     input_path: str | Path,
@@ -326,12 +237,13 @@ def predict_stack(
 ) -> tuple[int, ...]:
     """Segment an image, stack or slice folder into a 0/255 ``uint8`` TIFF of the same shape.
 
-    Slices stream through one at a time; the mask (and the float32 probability map, if asked for)
+    The input is normalised by the rule the model was trained with (``config.sam_mito``). Slices stream through one at a time; the mask (and the float32 probability map, if asked for)
     are written to temporary files beside the outputs and renamed into place only when every slice
     is done, so a failure leaves nothing half-written. Returns the output shape.
     """
-    shape, slices = open_slices(input_path)
-    volume_shape = shape if len(shape) == 3 else (1, *shape)
+    volume = open_volume(input_path)
+    volume_shape = volume.shape
+    shape = volume.shape[1:] if volume.single_image else volume.shape
     boxes = read_boxes(boxes_path, volume_shape) if boxes_path is not None else None
     if segmenter.mode == "boxes" and boxes is None:
         raise SamMitoError("mode 'boxes' needs a boxes JSON file (--boxes)")
@@ -343,6 +255,7 @@ def predict_stack(
         writers = [
             files.enter_context(tifffile.TiffWriter(files.enter_context(atomic_file(t)))) for t in targets
         ]
+        slices = volume.slices(segmenter.normalization)
         progress = tqdm(slices, total=volume_shape[0], desc="predicting", unit="slice")
         for index, image in enumerate(progress):
             probability = segmenter.probabilities(image, boxes.get(index, []) if boxes else None)

@@ -10,8 +10,31 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .errors import SamMitoError
+
 #: Face (4-)connectivity: objects touching only at a corner are separate instances.
 CONNECTIVITY = ndimage.generate_binary_structure(2, 1)
+
+#: Points per side of the prompt-free point grid (the seed notebook's 10x10 grid).
+GRID_SIZE = 10
+
+#: Every prompt mode, as reports describe it. ``union`` and ``instance`` read the answer's location
+#: off the ground truth; ``tile`` and ``grid`` are prompt-free; ``boxes`` are the user's own boxes.
+PROMPT_MODES = {
+    "union": "union box (from ground truth)",
+    "instance": "per-instance boxes (from ground truth)",
+    "tile": "whole-tile box (prompt-free)",
+    "grid": f"{GRID_SIZE}x{GRID_SIZE} point grid (prompt-free)",
+    "boxes": "boxes given by the user",
+}
+GROUND_TRUTH_MODES = ("union", "instance")
+#: Modes each stage accepts: training needs boxes from the data, evaluation scores the data's
+#: patches, prediction has no ground truth.
+TRAIN_MODES = ("union", "instance", "tile")
+EVAL_MODES = ("union", "instance", "tile", "grid")
+PREDICT_MODES = ("tile", "grid", "boxes")
+#: The dataset column holding each box mode's prompts.
+BOX_COLUMNS = {"union": "union_box", "instance": "instance_boxes", "tile": "tile_box"}
 
 
 def union_box(mask: np.ndarray) -> list[int]:
@@ -31,10 +54,6 @@ def union_box(mask: np.ndarray) -> list[int]:
 def tile_box(height: int, width: int) -> list[int]:
     """The box covering a whole ``height`` x ``width`` tile (the prompt-free prompt)."""
     return [0, 0, width - 1, height - 1]
-
-
-#: Points per side of the prompt-free point grid (the seed notebook's 10x10 grid).
-GRID_SIZE = 10
 
 
 def grid_points(height: int, width: int, *, n: int = GRID_SIZE) -> list[list[float]]:
@@ -99,14 +118,25 @@ def jitter_boxes(
     return torch.stack([x0, y0, x1, y1], dim=-1)
 
 
-def prompts_to_input(coords: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
-    """Scale boxes ``(..., 4)`` or points ``(..., 2)`` from image pixels to the resized encoder input.
+def row_boxes(row: dict, mode: str) -> list[list[int]]:
+    """The box prompts of one prepared dataset row in a box mode (at least one box).
 
-    The same rescaling ``SamProcessor`` applies to ``input_boxes`` and ``input_points``.
+    ``instance`` gives the row's instance boxes, or its union box when it has none (only slivers);
+    ``union`` and ``tile`` give one box.
+
+    Parameters
+    ----------
+    row : dict
+        A row of a split made by ``sam-mito prepare``.
+    mode : str
+        One of :data:`BOX_COLUMNS`.
+
+    Returns
+    -------
+    list of box
     """
-    height, width = size
-    scale = image_size / max(height, width)
-    new_h, new_w = int(height * scale + 0.5), int(width * scale + 0.5)
-    pairs = coords.shape[-1] // 2
-    factor = torch.tensor([new_w / width, new_h / height] * pairs, dtype=coords.dtype)
-    return coords * factor.to(coords.device)
+    if mode not in BOX_COLUMNS:
+        raise SamMitoError(f"prompt mode '{mode}': expected one of {tuple(BOX_COLUMNS)}")
+    if mode == "instance":
+        return [list(box) for box in row["instance_boxes"]] or [list(row["union_box"])]
+    return [list(row[BOX_COLUMNS[mode]])]

@@ -14,8 +14,12 @@ from sam_mito.data import PatchConfig, prepare_dataset  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _isolated_hf_cache(tmp_path_factory, monkeypatch):
-    cache = tmp_path_factory.getbasetemp() / "hf-cache"
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
+    """Keep `datasets`' cache inside the test session, for this process and its subprocesses."""
+    import datasets
+
+    cache = tmp_path_factory.getbasetemp() / "hf-cache" / "datasets"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
 
 
 @pytest.fixture(scope="session")

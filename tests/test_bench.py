@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_json_and_markdown(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run_benchmarks.py"), "--quick",
@@ -24,9 +27,10 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
     assert f"{training['speedup_median']:.0f}×" in report
     encoder = measured["encoder"]
     assert encoder["gflop_per_image"] > 0 and encoder["matmul_peak_gflops"] > 0
-    stock, *others = encoder["paths"]
-    assert stock["relative_error"] == 0 and stock["speedup_vs_stock"] == 1
-    assert all(0 <= row["relative_error"] < 0.05 and row["median_s"] > 0 for row in others)
+    paths = {row["path"]: row for row in encoder["paths"]}
+    assert paths["sam-mito encode, fp32 (SDPA)"]["relative_error"] < 1e-5  # the same math as stock
+    assert 0 < paths["sam-mito encode, bf16 autocast"]["relative_error"] < 0.05  # bf16 rounds
+    assert all(row["median_s"] > 0 for row in encoder["paths"])
     assert all(row["path"] in report for row in encoder["paths"])
     cache = measured["cache"]
     assert cache["patches"] == 4 and cache["peak_rss_mib"] >= cache["rss_before_mib"] > 0

@@ -1,5 +1,8 @@
 """Patching, splits, the Hub-format dataset folder and its card."""
 
+from dataclasses import asdict
+
+import datasets
 import numpy as np
 import pytest
 import yaml
@@ -14,14 +17,12 @@ from sam_mito.data import (
     slice_splits,
 )
 from sam_mito.errors import SamMitoError
-from sam_mito.hub import atomic_directory
+from sam_mito.files import atomic_directory
 
 
-def test_epfl_slice_gives_12_patches_and_volume_1980():
+def test_epfl_slice_gives_a_3_by_4_grid_of_patches():
     origins = patch_origins(768, 1024, size=256, step=256)
-    assert len(origins) == 12
-    assert len(origins) * 165 == 1980
-    assert origins[-1] == (512, 768)
+    assert origins == [(y, x) for y in (0, 256, 512) for x in (0, 256, 512, 768)]
 
 
 def test_uneven_extent_adds_a_patch_flush_with_the_border():
@@ -99,10 +100,17 @@ def test_card_yaml_declares_configs_and_features(dataset_dir):
     yaml.safe_load(open(dataset_dir / "README.md").read().split("---")[1])
 
 
-def test_split_helpers_report_missing_and_empty(dataset_dir):
+def test_split_helpers_report_missing_and_empty(dataset_dir, tmp_path):
     assert len(load_patches(dataset_dir, "validation")) > 0
     with pytest.raises(SamMitoError, match=r"no split 'dev'; available: \['test', 'train', 'validation'\]"):
         load_patches(dataset_dir, "dev")
+    from sam_mito.hub import save_dataset
+
+    full = load_patches(dataset_dir)
+    emptied = datasets.DatasetDict({"train": full["train"], "validation": full["validation"].select([])})
+    save_dataset(emptied, tmp_path / "emptied", source="test", patch_config=asdict(PatchConfig()))
+    with pytest.raises(SamMitoError, match="split 'validation' is empty"):
+        load_patches(tmp_path / "emptied", "validation")
 
 
 def test_same_folder_name_or_rewritten_folder_never_reads_stale_patches(tmp_path):

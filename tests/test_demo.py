@@ -7,14 +7,14 @@ import tifffile
 from huggingface_hub import ModelCard
 
 from sam_mito.cli import main
-from sam_mito.evaluation import EVAL_MODES
+from sam_mito.prompts import EVAL_MODES
 
 
 def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--steps", "3"]) == 0
     printed = capsys.readouterr().out
-    evaluation = json.loads((out / "model" / "eval_results.json").read_text())
+    evaluation = json.loads((out / "model" / "comparison.json").read_text())
     assert {(r["model"], r["mode"]) for r in evaluation["results"]} == {
         (model, mode) for model in ("base", "finetuned") for mode in EVAL_MODES
     }
@@ -22,7 +22,13 @@ def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, c
     card = ModelCard.load(out / "model" / "README.md")
     assert "Demonstration model" in card.text and "not** Meta's SAM" in card.text
     assert "![Base vs fine-tuned on test patches](comparison.png)" in card.text
-    assert len(card.data.eval_results) == 3 * len(EVAL_MODES)
+    assert {m.metric_name for m in card.data.eval_results if m.metric_type == "dice"} == {
+        "Dice (union prompts, from ground truth)",
+        "Dice (instance prompts, from ground truth)",
+        "Dice (tile prompts)",
+        "Dice (grid prompts)",
+    }
+    assert {m.metric_type for m in card.data.eval_results} == {"dice", "iou", "pooled_iou"}
     for artifact in ("dataset/README.md", "model/model.safetensors", "model/comparison.png"):
         assert (out / artifact).exists(), artifact
     mask, image = (

@@ -52,8 +52,14 @@ def test_changed_encoder_weights_never_use_the_old_cache(tmp_path, model_and_spl
 def test_changed_preprocessing_or_precision_changes_the_key(tmp_path, model_and_split):
     model, processor, split = model_and_split
     base = build_cache(model, processor, split, name="v", cache_dir=tmp_path)
+    bf16 = build_cache(model, processor, split, name="v", cache_dir=tmp_path, precision="bf16")
+    assert bf16.path != base.path
+    assert not torch.equal(bf16[0], base[0])  # and it really encoded in bf16
     processor.image_processor.image_mean = [0.4, 0.4, 0.4]
-    assert build_cache(model, processor, split, name="v", cache_dir=tmp_path).path != base.path
+    assert build_cache(model, processor, split, name="v", cache_dir=tmp_path).path not in (
+        base.path,
+        bf16.path,
+    )
 
 
 def test_incomplete_or_mismatched_cache_is_rebuilt(tmp_path, model_and_split, caplog):

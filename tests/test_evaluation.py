@@ -11,12 +11,14 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from sam_mito.cli import main
+from sam_mito.config import SamMitoConfig
 from sam_mito.data import load_patches
 from sam_mito.errors import SamMitoError
-from sam_mito.evaluation import EVAL_MODES, choose_figure_rows, compare
+from sam_mito.evaluation import choose_figure_rows, compare
 from sam_mito.figures import GAP, HEADER, PANEL, comparison_figure, figure_size
 from sam_mito.modeling import TINY_BASE
-from sam_mito.training import SamMitoConfig, train
+from sam_mito.prompts import EVAL_MODES
+from sam_mito.training import train
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def finetuned_dir(tmp_path_factory, dataset_dir):
         output_dir=str(out),
         model_name_or_path=TINY_BASE,
         dataset=str(dataset_dir),
-        cache_dir=str(out.parent / "cache"),
+        embedding_cache_dir=str(out.parent / "cache"),
         max_steps=6,
         per_device_train_batch_size=4,
         learning_rate=3e-4,
@@ -42,7 +44,7 @@ def finetuned_dir(tmp_path_factory, dataset_dir):
 
 
 def test_identical_models_score_identically_in_every_mode(dataset_dir, tmp_path):
-    report = compare(TINY_BASE, TINY_BASE, dataset_dir, cache_dir=str(tmp_path / "cache"))
+    report = compare(TINY_BASE, TINY_BASE, dataset_dir, embedding_cache_dir=str(tmp_path / "cache"))
     rows = {(r["model"], r["mode"]): r for r in report["results"]}
     assert {mode for _, mode in rows} == set(EVAL_MODES)
     for mode in EVAL_MODES:
@@ -57,11 +59,11 @@ def test_report_json_table_figure_and_card_agree(dataset_dir, finetuned_dir, cap
     argv = ["evaluate", "--base", TINY_BASE, "--finetuned", str(finetuned_dir), "--dataset", str(dataset_dir)]
     assert main([*argv, "--figure-rows", "3"]) == 0
     printed = capsys.readouterr().out
-    report = json.loads((finetuned_dir / "eval_results.json").read_text())
+    report = json.loads((finetuned_dir / "comparison.json").read_text())
     assert report["table"] in printed
     assert (finetuned_dir / "evaluation.md").read_text().strip() == report["table"]
     table_rows = report["table"].splitlines()[2:]
-    assert len(table_rows) == len(report["results"]) == 2 * len(EVAL_MODES)
+    assert len(table_rows) == len(report["results"]) == 8  # 2 models x 4 prompt modes
     for line, result in zip(table_rows, report["results"], strict=True):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert cells[:2] == [result["prompts"], result["model"]]
@@ -78,7 +80,10 @@ def test_report_json_table_figure_and_card_agree(dataset_dir, finetuned_dir, cap
 
     card = ModelCard.load(finetuned_dir / "README.md")
     expected = {
-        (f"{name} ({r['mode']} prompts)", round(r[key], 4))
+        (
+            f"{name} ({r['mode']} prompts" + (", from ground truth)" if r["uses_ground_truth"] else ")"),
+            round(r[key], 4),
+        )
         for r in report["results"]
         if r["model"] == "finetuned"
         for key, name in (("dice", "Dice"), ("iou", "IoU"), ("pooled_iou", "pooled IoU"))
@@ -97,19 +102,25 @@ def test_push_uploads_model_with_metrics_and_figure(dataset_dir, finetuned_dir, 
         assert main([*argv, "--prompt", "union", "tile", "--push-to-hub", "me/sam-mito-demo"]) == 0
     create.assert_called_once_with("me/sam-mito-demo", repo_type="model", exist_ok=True)
     staged = Path(upload.call_args.kwargs["folder_path"])
-    assert {"README.md", "eval_results.json", "comparison.png", "model.safetensors"} <= {
+    assert {"README.md", "comparison.json", "comparison.png", "model.safetensors"} <= {
         p.name for p in staged.iterdir()
     }
     names = {m.metric_name for m in ModelCard.load(staged / "README.md").data.eval_results}
     assert names == {
-        f"{n} ({mode} prompts)" for n in ("Dice", "IoU", "pooled IoU") for mode in ("union", "tile")
+        f"{n} ({mode})"
+        for n in ("Dice", "IoU", "pooled IoU")
+        for mode in ("union prompts, from ground truth", "tile prompts")
     }
 
 
 def test_different_encoders_are_encoded_twice_and_said_so(dataset_dir, tiny_model_dir, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="sam_mito"):
         report = compare(
-            str(tiny_model_dir), TINY_BASE, dataset_dir, modes=("union",), cache_dir=str(tmp_path / "cache")
+            str(tiny_model_dir),
+            TINY_BASE,
+            dataset_dir,
+            modes=("union",),
+            embedding_cache_dir=str(tmp_path / "cache"),
         )
     assert "different image encoders" in caplog.text
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2

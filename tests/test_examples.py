@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import SamModel
 
@@ -32,7 +33,7 @@ def _flags(tmp_path, model_dir, dataset_dir):
         "--model_name_or_path", str(model_dir),
         "--dataset", str(dataset_dir),
         "--output_dir", str(tmp_path / "out"),
-        "--cache_dir", str(tmp_path / "cache"),
+        "--embedding_cache_dir", str(tmp_path / "cache"),
         "--per_device_train_batch_size", "2",
         "--num_train_epochs", "1",
         "--use_cpu",
@@ -41,6 +42,7 @@ def _flags(tmp_path, model_dir, dataset_dir):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_share_the_work_and_save_one_model(tmp_path, tiny_model_dir, dataset_dir):
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
@@ -64,7 +66,7 @@ def test_script_reads_a_yaml_config_with_flag_overrides(tmp_path, tiny_model_dir
     config = tmp_path / "run.yaml"
     config.write_text(
         f"model_name_or_path: {tiny_model_dir}\ndataset: {dataset_dir}\noutput_dir: {tmp_path / 'out'}\n"
-        f"cache_dir: {tmp_path / 'cache'}\nmax_steps: 50\nuse_cpu: true\nreport_to: none\n"
+        f"embedding_cache_dir: {tmp_path / 'cache'}\nmax_steps: 50\nuse_cpu: true\nreport_to: none\n"
         "save_strategy: 'no'\neval_strategy: 'no'\n"
     )
     result = subprocess.run(

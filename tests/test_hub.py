@@ -1,5 +1,6 @@
 """Pushing folders to the Hub (mocked at the huggingface_hub boundary) and finding card templates."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +36,13 @@ def test_templates_are_found_in_the_installed_package():
     assert "{{ card_data }}" in card_template("dataset_card.md")
 
 
-def test_non_editable_install_ships_the_templates(tmp_path):
-    target = tmp_path / "site"
+@pytest.mark.slow
+def test_non_editable_install_ships_the_templates_inside_sam_mito(tmp_path):
+    target, source = tmp_path / "site", tmp_path / "source"
+    # A copy, so no `build/` folder left in the checkout by an earlier build leaks into this one.
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__")
+    )
     subprocess.run(
         [
             sys.executable,
@@ -48,12 +54,15 @@ def test_non_editable_install_ships_the_templates(tmp_path):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
     )
-    code = "import hub_cards, sam_mito.hub as h; print(hub_cards.__file__); print(len(h.card_template('dataset_card.md')))"
+    code = (
+        "import importlib.util, sam_mito, sam_mito.hub as h; print(importlib.util.find_spec('hub_cards')); "
+        "print(sam_mito.__file__); print(len(h.card_template('dataset_card.md')))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,
@@ -62,12 +71,14 @@ def test_non_editable_install_ships_the_templates(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    location, size = result.stdout.split()
+    top_level, location, size = result.stdout.split()
+    assert top_level == "None"  # no top-level `hub_cards` package was installed
     assert location.startswith(str(target)) and int(size) > 500
+    assert (target / "sam_mito" / "hub_cards" / "model_card.md").is_file()
 
 
 def test_atomic_file_appears_only_when_the_block_succeeds(tmp_path):
-    from sam_mito.hub import atomic_file
+    from sam_mito.files import atomic_file
 
     target = tmp_path / "report.json"
     target.write_text("old")

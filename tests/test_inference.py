@@ -12,7 +12,6 @@ from sam_mito.cli import main
 from sam_mito.errors import SamMitoError
 from sam_mito.inference import (
     Segmenter,
-    open_slices,
     postprocess,
     predict_stack,
     read_boxes,
@@ -21,6 +20,7 @@ from sam_mito.inference import (
 )
 from sam_mito.modeling import load_sam
 from sam_mito.synthetic import synthetic_volume
+from sam_mito.volumes import open_volume
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_tile_size_defaults_to_the_training_patch_size(tiny_model_dir):
     assert Segmenter(model, processor, tile=128).tile == 128
 
 
-@pytest.mark.parametrize("mode", ["tile-box", "grid"])
+@pytest.mark.parametrize("mode", ["tile", "grid"])
 def test_prompt_free_modes_give_probabilities_with_one_encoder_pass_per_tile(tiny_model_dir, mode):
     image = np.random.default_rng(1).integers(0, 256, (300, 500), dtype=np.uint8)
     segmenter = Segmenter(*load_sam(str(tiny_model_dir)), mode=mode, tile=256, overlap=32)
@@ -159,9 +159,9 @@ def test_slices_are_read_lazily_from_folders_and_tiff_pages(stack_path, tmp_path
     for index, image in enumerate(images):
         Image.fromarray(image).save(folder / f"z{index:03d}.png")
     for source in (stack_path, folder):
-        shape, slices = open_slices(source)
-        assert shape == images.shape
-        np.testing.assert_array_equal(np.stack(list(slices)), images)
+        volume = open_volume(source)
+        assert volume.shape == images.shape
+        np.testing.assert_array_equal(np.stack(list(volume.slices())), images)
 
 
 def test_cli_predicts_a_stack_and_a_single_image_with_the_same_shape(tiny_model_dir, stack_path, tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sam_mito.cli import build_parser
-from sam_mito.training import SamMitoConfig
+from sam_mito.config import SamMitoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sam_mito.synthetic import SyntheticEM, synthetic_volume
+from sam_mito.synthetic import synthetic_volume
 
 
 def test_same_seed_same_volume_other_seed_other_volume():
@@ -32,10 +32,3 @@ def test_mitochondria_persist_across_neighbouring_slices():
 def test_mitochondria_are_darker_than_the_cytoplasm():
     images, masks = synthetic_volume((2, 256, 256), seed=4)
     assert images[masks == 1].mean() < images[masks == 0].mean() - 20
-
-
-def test_render_matches_volume():
-    scene = SyntheticEM((3, 64, 64), seed=9)
-    images, masks = scene.volume()
-    image, mask = scene.render(1)
-    assert np.array_equal(images[1], image) and np.array_equal(masks[1], mask)

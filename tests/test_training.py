@@ -9,17 +9,15 @@ import pytest
 import torch
 from transformers import SamModel, SamProcessor
 
+from sam_mito.config import SamMitoConfig, parse_config
 from sam_mito.data import load_patches
+from sam_mito.decoding import masks_to_image, prompts_to_input
 from sam_mito.errors import SamMitoError
-from sam_mito.modeling import freeze_for_decoder_training, load_sam
-from sam_mito.prompts import prompts_to_input
+from sam_mito.modeling import TINY_BASE, freeze_for_decoder_training, load_sam
 from sam_mito.training import (
     PromptDataset,
-    SamMitoConfig,
     SamMitoTrainer,
     collate_prompts,
-    masks_to_image,
-    parse_config,
     prompt_dataset,
     train,
 )
@@ -30,7 +28,7 @@ def _config(tmp_path, model_dir, dataset_dir, **overrides):
         output_dir=str(tmp_path / "out"),
         model_name_or_path=str(model_dir),
         dataset=str(dataset_dir),
-        cache_dir=str(tmp_path / "cache"),
+        embedding_cache_dir=str(tmp_path / "cache"),
         per_device_train_batch_size=2,
         max_steps=4,
         use_cpu=True,
@@ -75,10 +73,31 @@ def test_only_the_mask_decoder_changes_and_loss_drops(tmp_path, tiny_model_dir, 
     changed = [k for k in trained if not torch.equal(before[k], after[k])]
     assert len(changed) > 0.5 * len(trained)
     assert _fixed_batch_loss(trainer, dataset) < loss_before
-    assert isinstance(
-        trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer,
-        torch.optim.Adam,
-    )
+
+
+def test_the_trainer_stands_alone_from_a_model_name_and_a_load_dataset_split(tmp_path, dataset_dir):
+    import datasets
+
+    config = _config(tmp_path, TINY_BASE, dataset_dir, max_steps=3, box_jitter=0)
+    split = datasets.load_dataset(str(dataset_dir), split="train")
+    trainer = SamMitoTrainer(model=TINY_BASE, args=config, train_dataset=split)
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("mask_decoder.") for n in trainable)
+    assert isinstance(trainer.train_dataset, PromptDataset) and trainer.train_dataset.embeddings is not None
+    assert len(list((tmp_path / "cache").glob("train-*.npy"))) == 1
+    assert trainer.train().global_step == 3
+
+
+def test_optimizer_settings_take_effect(tmp_path, tiny_model_dir, dataset_dir):
+    config = _config(tmp_path, tiny_model_dir, dataset_dir, adam_beta2=0.9, weight_decay=0.01)
+    trainer, _ = _trainer(config)
+    trainer.create_optimizer()
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert {g["betas"] for g in optimizer.param_groups} == {(0.9, 0.9)}
+    decayed = [g for g in optimizer.param_groups if g["weight_decay"] == 0.01]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    assert decayed and len(params) == sum(p.requires_grad for p in trainer.model.parameters())
 
 
 def test_freezing_counts_parameters(tiny_model_dir):
@@ -156,7 +175,11 @@ def test_train_recipe_saves_a_stock_loadable_model_with_card(tmp_path, tiny_mode
     model = SamModel.from_pretrained(out)
     processor = SamProcessor.from_pretrained(out)
     assert processor.image_processor.size["longest_edge"] == 256
-    assert model.config.sam_mito == {"patch_size": 256, "prompt_mode": "union"}  # read by inference
+    assert model.config.sam_mito == {  # read by inference
+        "patch_size": 256,
+        "prompt_mode": "union",
+        "normalization": {"rule": "volume-percentiles", "percentiles": [0.5, 99.5]},
+    }
     assert (out / "model.safetensors").exists()
     reference, _ = load_sam(str(tiny_model_dir))
     assert torch.equal(
@@ -164,7 +187,8 @@ def test_train_recipe_saves_a_stock_loadable_model_with_card(tmp_path, tiny_mode
         reference.vision_encoder.patch_embed.projection.weight,
     )
     card = (out / "README.md").read_text()
-    assert "mask decoder only" in card and "Adam" in card and "model-index" in card
+    assert "mask decoder only" in card and "adamw_torch" in card and "model-index" in card
+    assert str(tmp_path) not in card  # local paths appear as folder names only
     assert json.loads((out / "eval_results.json").read_text())["eval_dice"] == pytest.approx(
         metrics["eval_dice"]
     )
@@ -196,9 +220,12 @@ def test_config_file_with_flag_overrides(tmp_path):
         parse_config([str(path)])
 
 
-def test_bad_prompt_mode_is_named(tmp_path):
+def test_bad_prompt_mode_is_named_from_python_and_the_command_line(tmp_path, capsys):
     with pytest.raises(SamMitoError, match="prompt_mode 'boxes': expected one of"):
         SamMitoConfig(output_dir=str(tmp_path), prompt_mode="boxes")
+    with pytest.raises(SystemExit):
+        parse_config(["--output_dir", str(tmp_path), "--prompt_mode", "boxes"])
+    assert "invalid choice: 'boxes'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import tifffile
 from PIL import Image
 
 from sam_mito.errors import SamMitoError
-from sam_mito.volumes import load_pair, read_stack, to_binary_mask, to_uint8_gray
+from sam_mito.volumes import Volume, load_pair, open_volume, to_binary_mask
 
 
 def _write_pair(folder, images, masks, *, compress=None):
@@ -24,7 +24,8 @@ def test_epfl_tiff_pair_reads_as_uint8_and_binary(tmp_path, compress):
     masks = np.zeros((3, 4, 5), np.uint8)
     masks[1, 1:3, 2:4] = 255
     image_path, mask_path = _write_pair(tmp_path, images, masks, compress=compress)
-    read_images, read_masks = load_pair(image_path, mask_path)
+    read_images, read_masks, window = load_pair(image_path, mask_path)
+    assert window is None  # uint8 is kept as stored
     assert read_images.dtype == np.uint8 and np.array_equal(read_images, images)
     assert set(np.unique(read_masks)) == {0, 1}
     assert read_masks.sum() == 4
@@ -36,7 +37,7 @@ def test_slice_folders_match_masks_by_file_name(tmp_path):
         (tmp_path / "msk").mkdir(exist_ok=True)
         Image.fromarray(np.full((4, 4), value, np.uint8)).save(tmp_path / "img" / name)
         Image.fromarray(np.full((4, 4), 1, np.uint8)).save(tmp_path / "msk" / name)
-    images, masks = load_pair(tmp_path / "img", tmp_path / "msk")
+    images, masks, _ = load_pair(tmp_path / "img", tmp_path / "msk")
     assert images.shape == (2, 4, 4)
     assert images[0, 0, 0] == 10 and images[1, 0, 0] == 20  # sorted by name
     assert masks.min() == 1
@@ -54,16 +55,39 @@ def test_slice_folder_with_missing_mask_names_the_image(tmp_path):
 def test_uint16_and_float_rescale_by_percentiles():
     ramp = np.linspace(0, 60000, 1000, dtype=np.float64).reshape(1, 10, 100)
     for stack in (ramp.astype(np.uint16), ramp.astype(np.float32) / 60000):
-        out = to_uint8_gray(stack)
+        out = Volume.from_array(stack).read()
         assert out.dtype == np.uint8
         assert out.min() == 0 and out.max() == 255
         assert np.all(np.diff(out.ravel().astype(int)) >= 0)  # order preserved
 
 
+def test_one_window_per_volume_so_every_slice_is_scaled_alike():
+    # Slice 0 spans 0..1000, slice 1 only 0..500: per volume, slice 1 stays darker (per slice it
+    # would be stretched to the same 0..255).
+    stack = np.stack([np.linspace(0, 1000, 400), np.linspace(0, 500, 400)]).reshape(2, 20, 20)
+    volume = Volume.from_array(stack.astype(np.uint16))
+    first, second = volume.slices({"rule": "volume-percentiles", "percentiles": [0, 100]})
+    assert first.max() == 255 and second.max() == 128
+    assert volume.intensity_range((0, 100)) == (0.0, 1000.0)
+
+
+def test_integers_within_0_255_are_cast_not_stretched():
+    stack = np.array([[[3, 40], [90, 120]]], dtype=np.uint16)
+    assert Volume.from_array(stack).read().tolist() == [[[3, 40], [90, 120]]]
+
+
+def test_nan_intensities_are_counted_and_named(tmp_path):
+    stack = np.ones((2, 4, 4), np.float32)
+    stack[1, 0, :3] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", stack, photometric="minisblack")
+    with pytest.raises(SamMitoError, match=r"nan\.tif: 3 NaN or infinite pixel value\(s\)"):
+        open_volume(tmp_path / "nan.tif").read()
+
+
 def test_rgb_becomes_grayscale_mean():
     rgb = np.zeros((1, 2, 2, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 30, 60, 90
-    assert np.all(to_uint8_gray(rgb) == 60)
+    assert np.all(Volume.from_array(rgb).read() == 60)
 
 
 @pytest.mark.parametrize("values", [(0, 1), (0, 255)])
@@ -92,11 +116,11 @@ def test_corrupt_file_is_one_clear_error(tmp_path):
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"not a tiff at all")
     with pytest.raises(SamMitoError, match=r"broken\.tif: cannot read image"):
-        read_stack(bad)
+        open_volume(bad)
 
 
 def test_empty_folder_and_missing_path(tmp_path):
     with pytest.raises(SamMitoError, match="holds no PNG/TIFF slices"):
-        read_stack(tmp_path)
+        open_volume(tmp_path)
     with pytest.raises(SamMitoError, match="no such file or folder"):
-        read_stack(tmp_path / "absent.tif")
+        open_volume(tmp_path / "absent.tif")
