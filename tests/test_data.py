@@ -1,5 +1,7 @@
 """Patching, splits, the Hub-format dataset folder and its card."""
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -14,7 +16,7 @@ from sam_mito.data import (
     slice_splits,
 )
 from sam_mito.errors import SamMitoError
-from sam_mito.hub import atomic_directory
+from sam_mito.hub import atomic_directory, save_dataset
 
 
 def test_epfl_slice_gives_12_patches_and_volume_1980():
@@ -75,8 +77,6 @@ def test_load_dataset_round_trip_is_pixel_exact(tmp_path):
     images, masks = _toy_volume()
     config = PatchConfig(size=32, step=32, validation_fraction=0.34)
     built = build_dataset((images, masks), test=_toy_volume(2), config=config)
-    from sam_mito.hub import save_dataset
-
     save_dataset(built, tmp_path / "ds", source="toy", patch_config={**config.__dict__})
     loaded = load_patches(tmp_path / "ds")
     assert set(loaded) == {"train", "validation", "test"}
@@ -92,6 +92,13 @@ def test_card_yaml_declares_configs_and_features(dataset_dir):
     card = DatasetCard.load(dataset_dir / "README.md")
     data = card.data.to_dict()
     assert [f["split"] for f in data["configs"][0]["data_files"]] == ["train", "validation", "test"]
+    # Exact, content-fingerprinted file names (Hub-sharded names plus a suffix), not glob patterns.
+    paths = {f["split"]: f["path"] for f in data["configs"][0]["data_files"]}
+    assert all(re.fullmatch(rf"data/{s}-00000-of-00001-[0-9a-f]{{16}}\.parquet", p) for s, p in paths.items())
+    files = sorted(p.relative_to(dataset_dir).as_posix() for p in dataset_dir.glob("data/*"))
+    assert files == sorted(paths.values())
+    counts = {s["name"]: s["num_examples"] for s in data["dataset_info"]["splits"]}
+    assert counts == {split: len(load_patches(dataset_dir, split)) for split in paths}
     features = {f["name"]: f for f in data["dataset_info"]["features"]}
     assert features["image"]["dtype"] == "image" and features["label"]["dtype"] == "image"
     assert features["union_box"] == {"name": "union_box", "list": "int32", "length": 4}
@@ -121,8 +128,24 @@ def test_same_folder_name_or_rewritten_folder_never_reads_stale_patches(tmp_path
 
 def test_not_a_dataset_folder(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
-    with pytest.raises(SamMitoError, match="not a prepared sam-mito dataset|lacks column"):
+    with pytest.raises(
+        SamMitoError, match="not a prepared sam-mito dataset .no README.md card declaring configs"
+    ):
         load_patches(tmp_path)
+
+
+def test_a_folder_of_datasets_is_refused_not_merged(tmp_path):
+    config = PatchConfig(size=32, step=32, validation_fraction=0.34)
+    built = build_dataset(_toy_volume(), test=_toy_volume(2), config=config)
+    for folder in (tmp_path / "one", tmp_path / "runs" / "two"):
+        save_dataset(built, folder, source="toy", patch_config={**config.__dict__})
+    with pytest.raises(
+        SamMitoError, match=r"holds dataset folder\(s\) \[.*one', .*two'\] but is not one itself"
+    ):
+        load_patches(tmp_path)
+    next((tmp_path / "one" / "data").glob("train-*.parquet")).unlink()
+    with pytest.raises(SamMitoError, match="one: not a prepared sam-mito dataset"):
+        load_patches(tmp_path / "one")
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
