@@ -103,8 +103,8 @@ def dataset_card(
     Returns
     -------
     huggingface_hub.DatasetCard
-        The card, with ``dataset_info`` recording the features and each split's number of rows
-        (which ``datasets`` checks when it builds its cache).
+        The card, with ``dataset_info`` recording the features and each split's size (``datasets``
+        checks the number of rows when it builds its cache).
     """
     splits = list(dataset)
     counts = {split: len(dataset[split]) for split in splits}
@@ -125,7 +125,10 @@ def dataset_card(
         ],
         dataset_info={
             "features": dataset[splits[0]].features._to_yaml_list(),
-            "splits": [{"name": split, "num_examples": counts[split]} for split in splits],
+            "splits": [
+                {"name": split, "num_bytes": dataset[split].data.nbytes, "num_examples": counts[split]}
+                for split in splits
+            ],
         },
     )
     return DatasetCard.from_template(

@@ -97,6 +97,8 @@ def test_card_yaml_declares_configs_and_features(dataset_dir):
     assert all(re.fullmatch(rf"data/{s}-00000-of-00001-[0-9a-f]{{16}}\.parquet", p) for s, p in paths.items())
     files = sorted(p.relative_to(dataset_dir).as_posix() for p in dataset_dir.glob("data/*"))
     assert files == sorted(paths.values())
+    # All three fields, as push_to_hub writes them (datasets warns about a split entry without num_bytes).
+    assert all(set(s) == {"name", "num_bytes", "num_examples"} for s in data["dataset_info"]["splits"])
     counts = {s["name"]: s["num_examples"] for s in data["dataset_info"]["splits"]}
     assert counts == {split: len(load_patches(dataset_dir, split)) for split in paths}
     features = {f["name"]: f for f in data["dataset_info"]["features"]}
@@ -104,6 +106,20 @@ def test_card_yaml_declares_configs_and_features(dataset_dir):
     assert features["union_box"] == {"name": "union_box", "list": "int32", "length": 4}
     assert "Lucchi" in card.text and "| train |" in card.text
     yaml.safe_load(open(dataset_dir / "README.md").read().split("---")[1])
+
+
+def test_card_split_sizes_are_checked_by_datasets(tmp_path):
+    config = PatchConfig(size=32, step=32, validation_fraction=0.34)
+    save_dataset(
+        build_dataset(_toy_volume(), test=_toy_volume(2), config=config),
+        tmp_path / "ds",
+        source="toy",
+        patch_config={**config.__dict__},
+    )
+    card = tmp_path / "ds" / "README.md"
+    card.write_text(card.read_text().replace("num_examples: 4", "num_examples: 5", 1))
+    with pytest.raises(SamMitoError, match=r"not a prepared sam-mito dataset .*num_examples=5"):
+        load_patches(tmp_path / "ds")
 
 
 def test_split_helpers_report_missing_and_empty(dataset_dir):
