@@ -10,6 +10,8 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import yaml
+from huggingface_hub import DatasetCard
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -183,32 +185,59 @@ def build_dataset(
     return dataset
 
 
-def _parquet_files(folder: Path) -> dict[str, list[str]]:
-    """Parquet shards of a dataset folder by split, from Hub-style names ``<split>-00000-of-00001.parquet``."""
-    files: dict[str, list[str]] = {}
-    for shard in sorted(folder.rglob("*.parquet")):
-        files.setdefault(shard.name.split("-")[0], []).append(str(shard.resolve()))
-    if not files:
-        raise FileNotFoundError(f"no <split>-*.parquet files under {folder}")
-    return files
+def _check_dataset_folder(folder: Path) -> None:
+    """Refuse a local folder whose README.md card declares no ``configs``.
+
+    Without the card's list of data files, ``datasets.load_dataset`` would read every data file it
+    finds below the folder, merging for instance the parquet files of several prepared datasets.
+    """
+    card = folder / "README.md"
+    try:
+        configs = DatasetCard.load(card).data.get("configs") if card.is_file() else None
+    except (ValueError, yaml.YAMLError) as err:
+        raise SamMitoError(f"{card}: unreadable dataset card ({err})") from err
+    if configs:
+        return
+    below = [
+        shard for pattern in ("*/data/*.parquet", "*/*/data/*.parquet") for shard in folder.glob(pattern)
+    ]
+    nested = sorted({str(shard.parents[1]) for shard in below})
+    if nested:
+        raise SamMitoError(
+            f"{folder}: holds dataset folder(s) {nested} but is not one itself; pass one of them"
+        )
+    raise SamMitoError(f"{folder}: not a prepared sam-mito dataset (no README.md card declaring configs)")
 
 
 def load_patches(path: str | Path, split: str | None = None) -> datasets.DatasetDict | datasets.Dataset:
-    """Load a dataset written by :func:`sam_mito.hub.save_dataset` (or a Hub id) with ``load_dataset``.
+    """Load a dataset written by :func:`sam_mito.hub.save_dataset`, or a Hub id, with ``load_dataset``.
+
+    Reads exactly as ``datasets.load_dataset(str(path))`` does: the card lists content-fingerprinted
+    file names, so the ``datasets`` cache never serves another folder's patches.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A prepared dataset folder or a Hub dataset id.
+    split : str, optional
+        Return only this split.
+
+    Returns
+    -------
+    datasets.DatasetDict or datasets.Dataset
+        All splits, or the one asked for.
 
     Raises
     ------
     SamMitoError
-        If the folder is not such a dataset, a column is missing, or ``split`` does not exist.
+        If the folder is not such a dataset (or holds several), a column is missing, or ``split``
+        does not exist or is empty.
     """
+    if Path(path).is_dir():
+        _check_dataset_folder(Path(path))
     try:
-        if Path(path).is_dir():
-            # Through the parquet builder with absolute file paths: `load_dataset(folder)` caches by
-            # the folder's base name, so two folders both called "dataset" would share one cache.
-            loaded = datasets.load_dataset("parquet", data_files=_parquet_files(Path(path)))
-        else:
-            loaded = datasets.load_dataset(str(path))
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
+        loaded = datasets.load_dataset(str(path))
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetsError) as err:
         raise SamMitoError(f"{path}: not a prepared sam-mito dataset ({err})") from err
     for name, part in loaded.items():
         missing = [column for column in ("image", "label", "union_box") if column not in part.column_names]
@@ -288,5 +317,7 @@ def prepare_dataset(
         overwrite=overwrite,
     )
     if push_to_hub:
-        push_folder(out_dir, push_to_hub, repo_type="dataset", token=token)
+        push_folder(
+            out_dir, push_to_hub, repo_type="dataset", token=token, delete_patterns=["data/*.parquet"]
+        )
     return dataset

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -34,8 +36,29 @@ def card_template(name: str) -> str:
     return resources.files("sam_mito.hub_cards").joinpath(name).read_text(encoding="utf-8")
 
 
-def dataset_card(dataset: datasets.DatasetDict, *, source: str, patch_config: dict) -> DatasetCard:
-    """Render the dataset card: YAML configs/splits/features plus source, patching, counts and citation."""
+def dataset_card(
+    dataset: datasets.DatasetDict, *, data_files: dict[str, str], source: str, patch_config: dict
+) -> DatasetCard:
+    """Render the dataset card: YAML configs/splits/features plus source, patching, counts and citation.
+
+    Parameters
+    ----------
+    dataset : datasets.DatasetDict
+        The splits written to the folder.
+    data_files : dict of str to str
+        Each split's parquet file, relative to the folder. The card's ``configs`` list these exact
+        names, not a glob, so they enter the hash ``datasets`` caches a local folder under.
+    source : str
+        Markdown describing where the volumes came from.
+    patch_config : dict
+        The :class:`sam_mito.data.PatchConfig` fields used.
+
+    Returns
+    -------
+    huggingface_hub.DatasetCard
+        The card, with ``dataset_info`` recording the features and each split's size (``datasets``
+        checks the number of rows when it builds its cache).
+    """
     splits = list(dataset)
     counts = {split: len(dataset[split]) for split in splits}
     foreground = {
@@ -50,10 +73,16 @@ def dataset_card(dataset: datasets.DatasetDict, *, source: str, patch_config: di
         configs=[
             {
                 "config_name": "default",
-                "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
+                "data_files": [{"split": split, "path": data_files[split]} for split in splits],
             }
         ],
-        dataset_info={"features": dataset[splits[0]].features._to_yaml_list()},
+        dataset_info={
+            "features": dataset[splits[0]].features._to_yaml_list(),
+            "splits": [
+                {"name": split, "num_bytes": dataset[split].data.nbytes, "num_examples": counts[split]}
+                for split in splits
+            ],
+        },
     )
     return DatasetCard.from_template(
         card_data,
@@ -66,6 +95,23 @@ def dataset_card(dataset: datasets.DatasetDict, *, source: str, patch_config: di
     )
 
 
+def _write_fingerprinted_parquet(part: datasets.Dataset, data_dir: Path, split: str) -> str:
+    """Write one split as ``<split>-00000-of-00001-<sha256 prefix>.parquet``; return its file name.
+
+    The Hub's sharded name (which it maps to a split even without a card) followed by a fingerprint
+    of the file's bytes: any change of content gives a new name.
+    """
+    written = data_dir / f"{split}.parquet"
+    part.to_parquet(str(written))
+    digest = hashlib.sha256()
+    with open(written, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    name = f"{split}-00000-of-00001-{digest.hexdigest()[:16]}.parquet"
+    os.replace(written, data_dir / name)
+    return name
+
+
 def save_dataset(
     dataset: datasets.DatasetDict,
     out_dir: str | Path,
@@ -76,23 +122,64 @@ def save_dataset(
 ) -> Path:
     """Write ``dataset`` as parquet shards plus a README.md card that ``datasets.load_dataset`` reads.
 
+    Each split is one file ``data/<split>-00000-of-00001-<fingerprint>.parquet`` whose exact name
+    the card lists. For a local folder, ``datasets`` caches under the folder's base name and a hash
+    of the card's ``configs`` and ``dataset_info``, not of the files; the fingerprint in the names
+    makes that hash change whenever the content does, so a re-prepared folder, or another folder
+    of the same name, never loads stale patches.
+
     The folder is written to a temporary sibling and renamed into place, so a failed run leaves no
     half-written dataset behind.
+
+    Parameters
+    ----------
+    dataset : datasets.DatasetDict
+        The splits to write.
+    out_dir : str or pathlib.Path
+        The dataset folder.
+    source : str
+        Markdown describing where the volumes came from, for the card.
+    patch_config : dict
+        The :class:`sam_mito.data.PatchConfig` fields used, for the card.
+    overwrite : bool
+        Replace an existing non-empty ``out_dir``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
     """
     with atomic_directory(out_dir, overwrite=overwrite) as staging:
         (staging / "data").mkdir()
-        for split, part in dataset.items():
-            part.to_parquet(str(staging / "data" / f"{split}-00000-of-00001.parquet"))
-        dataset_card(dataset, source=source, patch_config=patch_config).save(staging / "README.md")
+        data_files = {
+            split: f"data/{_write_fingerprinted_parquet(part, staging / 'data', split)}"
+            for split, part in dataset.items()
+        }
+        card = dataset_card(dataset, data_files=data_files, source=source, patch_config=patch_config)
+        card.save(staging / "README.md")
     logger.info("dataset written to %s", out_dir)
     return Path(out_dir)
 
 
-def push_folder(folder: str | Path, repo_id: str, *, repo_type: str, token: str | None = None) -> str:
-    """Create ``repo_id`` if needed and upload ``folder`` to it; returns the commit URL."""
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    repo_type: str,
+    token: str | None = None,
+    delete_patterns: list[str] | None = None,
+) -> str:
+    """Create ``repo_id`` if needed and upload ``folder`` to it; returns the commit URL.
+
+    Files of the repository that match ``delete_patterns`` and are not in ``folder`` are deleted in
+    the same commit (for instance a dataset's parquet files from an earlier push, whose
+    fingerprinted names differ from the new ones).
+    """
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type)
+    info = api.upload_folder(
+        repo_id=repo_id, folder_path=str(folder), repo_type=repo_type, delete_patterns=delete_patterns
+    )
     logger.info("pushed %s to %s", folder, repo_id)
     return str(getattr(info, "commit_url", info))
 

@@ -1,5 +1,6 @@
 """Patching, splits, the Hub-format dataset folder and its card."""
 
+import re
 from dataclasses import asdict
 
 import datasets
@@ -18,6 +19,7 @@ from sam_mito.data import (
 )
 from sam_mito.errors import SamMitoError
 from sam_mito.files import atomic_directory
+from sam_mito.hub import save_dataset
 
 
 def test_epfl_slice_gives_a_3_by_4_grid_of_patches():
@@ -76,8 +78,6 @@ def test_load_dataset_round_trip_is_pixel_exact(tmp_path):
     images, masks = _toy_volume()
     config = PatchConfig(size=32, step=32, validation_fraction=0.34)
     built = build_dataset((images, masks), test=_toy_volume(2), config=config)
-    from sam_mito.hub import save_dataset
-
     save_dataset(built, tmp_path / "ds", source="toy", patch_config={**config.__dict__})
     loaded = load_patches(tmp_path / "ds")
     assert set(loaded) == {"train", "validation", "test"}
@@ -93,11 +93,34 @@ def test_card_yaml_declares_configs_and_features(dataset_dir):
     card = DatasetCard.load(dataset_dir / "README.md")
     data = card.data.to_dict()
     assert [f["split"] for f in data["configs"][0]["data_files"]] == ["train", "validation", "test"]
+    # Exact, content-fingerprinted file names (Hub-sharded names plus a suffix), not glob patterns.
+    paths = {f["split"]: f["path"] for f in data["configs"][0]["data_files"]}
+    assert all(re.fullmatch(rf"data/{s}-00000-of-00001-[0-9a-f]{{16}}\.parquet", p) for s, p in paths.items())
+    files = sorted(p.relative_to(dataset_dir).as_posix() for p in dataset_dir.glob("data/*"))
+    assert files == sorted(paths.values())
+    # All three fields, as push_to_hub writes them (datasets warns about a split entry without num_bytes).
+    assert all(set(s) == {"name", "num_bytes", "num_examples"} for s in data["dataset_info"]["splits"])
+    counts = {s["name"]: s["num_examples"] for s in data["dataset_info"]["splits"]}
+    assert counts == {split: len(load_patches(dataset_dir, split)) for split in paths}
     features = {f["name"]: f for f in data["dataset_info"]["features"]}
     assert features["image"]["dtype"] == "image" and features["label"]["dtype"] == "image"
     assert features["union_box"] == {"name": "union_box", "list": "int32", "length": 4}
     assert "Lucchi" in card.text and "| train |" in card.text
     yaml.safe_load(open(dataset_dir / "README.md").read().split("---")[1])
+
+
+def test_card_split_sizes_are_checked_by_datasets(tmp_path):
+    config = PatchConfig(size=32, step=32, validation_fraction=0.34)
+    save_dataset(
+        build_dataset(_toy_volume(), test=_toy_volume(2), config=config),
+        tmp_path / "ds",
+        source="toy",
+        patch_config={**config.__dict__},
+    )
+    card = tmp_path / "ds" / "README.md"
+    card.write_text(card.read_text().replace("num_examples: 4", "num_examples: 5", 1))
+    with pytest.raises(SamMitoError, match=r"not a prepared sam-mito dataset .*num_examples=5"):
+        load_patches(tmp_path / "ds")
 
 
 def test_split_helpers_report_missing_and_empty(dataset_dir, tmp_path):
@@ -109,7 +132,9 @@ def test_split_helpers_report_missing_and_empty(dataset_dir, tmp_path):
     full = load_patches(dataset_dir)
     emptied = datasets.DatasetDict({"train": full["train"], "validation": full["validation"].select([])})
     save_dataset(emptied, tmp_path / "emptied", source="test", patch_config=asdict(PatchConfig()))
-    with pytest.raises(SamMitoError, match="split 'validation' is empty"):
+    with pytest.raises(
+        SamMitoError, match='emptied: not a prepared sam-mito dataset .*"validation" corresponds to no data'
+    ):
         load_patches(tmp_path / "emptied", "validation")
 
 
@@ -129,8 +154,24 @@ def test_same_folder_name_or_rewritten_folder_never_reads_stale_patches(tmp_path
 
 def test_not_a_dataset_folder(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
-    with pytest.raises(SamMitoError, match="not a prepared sam-mito dataset|lacks column"):
+    with pytest.raises(
+        SamMitoError, match="not a prepared sam-mito dataset .no README.md card declaring configs"
+    ):
         load_patches(tmp_path)
+
+
+def test_a_folder_of_datasets_is_refused_not_merged(tmp_path):
+    config = PatchConfig(size=32, step=32, validation_fraction=0.34)
+    built = build_dataset(_toy_volume(), test=_toy_volume(2), config=config)
+    for folder in (tmp_path / "one", tmp_path / "runs" / "two"):
+        save_dataset(built, folder, source="toy", patch_config={**config.__dict__})
+    with pytest.raises(
+        SamMitoError, match=r"holds dataset folder\(s\) \[.*one', .*two'\] but is not one itself"
+    ):
+        load_patches(tmp_path)
+    next((tmp_path / "one" / "data").glob("train-*.parquet")).unlink()
+    with pytest.raises(SamMitoError, match="one: not a prepared sam-mito dataset"):
+        load_patches(tmp_path / "one")
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):

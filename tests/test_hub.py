@@ -1,5 +1,6 @@
 """Pushing folders to the Hub (mocked at the huggingface_hub boundary) and finding card templates."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -25,11 +26,13 @@ def test_push_to_hub_uploads_the_written_folder(tmp_path):
     assert kwargs["repo_id"] == "me/mito-patches" and kwargs["repo_type"] == "dataset"
     staged = Path(kwargs["folder_path"])
     assert (staged / "README.md").exists()
-    assert sorted(p.name for p in (staged / "data").iterdir()) == [
+    names = sorted(p.name for p in (staged / "data").iterdir())
+    assert [re.sub("-[0-9a-f]{16}[.]", ".", name) for name in names] == [
         "test-00000-of-00001.parquet",
         "train-00000-of-00001.parquet",
         "validation-00000-of-00001.parquet",
     ]
+    assert kwargs["delete_patterns"] == ["data/*.parquet"]  # drops an earlier push's fingerprinted files
 
 
 def test_templates_are_found_in_the_installed_package():
