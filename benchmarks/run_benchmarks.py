@@ -87,13 +87,18 @@ def _timed(function) -> tuple[float, object]:
 
 
 def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
-    """Seconds per 1024² image (or the tiny input) for each encode path, error vs stock fp32, % of peak."""
+    """Seconds per 1024² image (or the tiny input) for each encode path, error vs stock fp32, % of peak.
+
+    The ``auto`` row runs the precision ``auto`` resolved to on this machine; the one-time check that
+    resolved it (fp32 and bf16 encodes of the same image) is timed separately.
+    """
     import numpy as np
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from sam_mito.embeddings import encode, pixel_values
     from sam_mito.modeling import load_sam
+    from sam_mito.precision import MAX_BF16_RELATIVE_ERROR, resolve_precision
     from sam_mito.synthetic import SyntheticEM
 
     torch.set_grad_enabled(False)
@@ -106,6 +111,7 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
         reference = stock.get_image_embeddings(pixels)
     flops = counter.get_total_flops()
     peak = _matmul_gflops()
+    check_s, auto = _timed(lambda: resolve_precision(stock, pixels, "auto"))
     paths = {
         "stock fp32 get_image_embeddings (transformers default: SDPA attention)": lambda: (
             stock.get_image_embeddings(pixels)
@@ -113,6 +119,9 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
         "fp32, eager attention (the SAM notebooks' setting)": lambda: eager.get_image_embeddings(pixels),
         "sam-mito encode, fp32 (SDPA)": lambda: encode(stock, pixels, precision="fp32"),
         "sam-mito encode, bf16 autocast": lambda: encode(stock, pixels, precision="bf16"),
+        f"sam-mito encode, auto (picked {auto.precision} here)": lambda: encode(
+            stock, pixels, precision=auto.precision
+        ),
     }
     rows = []
     for name, run in paths.items():
@@ -138,6 +147,12 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
         "matmul_peak_gflops": peak,
         "repeats": repeats,
         "paths": rows,
+        "auto": {
+            "precision": auto.precision,
+            "bf16_relative_error": auto.bf16_relative_error,
+            "limit": MAX_BF16_RELATIVE_ERROR,
+            "check_s": check_s,
+        },
     }
 
 
@@ -148,8 +163,11 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def bench_cache(size: str, workdir: str, patches: int) -> dict:
-    """Peak RSS and time while building the embedding cache of ``patches`` patches (default batch size)."""
+def bench_cache(size: str, workdir: str, patches: int, precision: str) -> dict:
+    """Peak RSS and time while building the embedding cache of ``patches`` patches (default batch size).
+
+    Under ``auto`` the time includes the one-time precision check on the first patch.
+    """
     from sam_mito.config import SamMitoConfig
     from sam_mito.data import load_patches, prepare_dataset
     from sam_mito.embeddings import build_cache
@@ -157,17 +175,18 @@ def bench_cache(size: str, workdir: str, patches: int) -> dict:
 
     model, processor = load_sam(str(_model_dir(size, workdir)))
     data_dir = Path(workdir) / "cache-data"
-    prepare_dataset(data_dir, synthetic_shape=(8, 512, 512), seed=1)
+    if not data_dir.exists():  # the auto and fp32 runs encode the same patches
+        prepare_dataset(data_dir, synthetic_shape=(8, 512, 512), seed=1)
     split = load_patches(data_dir, "train").select(range(patches))
     batch_size = SamMitoConfig.__dataclass_fields__["encode_batch_size"].default
     before = _rss_mib()
-    seconds, cache = _timed(
-        lambda: build_cache(
-            model, processor, split, name="bench", cache_dir=f"{workdir}/cache-rss", batch_size=batch_size
-        )
-    )
+    options = {"cache_dir": f"{workdir}/cache-{precision}", "precision": precision, "batch_size": batch_size}
+    seconds, cache = _timed(lambda: build_cache(model, processor, split, name="bench", **options))
     return {
         "architecture": size,
+        "requested": precision,
+        "precision": cache.metadata["precision"],
+        "bf16_relative_error": cache.metadata["bf16_relative_error"],
         "patches": len(cache),
         "batch_size": batch_size,
         "seconds_per_patch": seconds / len(cache),
@@ -194,6 +213,7 @@ def bench_predict(size: str, workdir: str) -> dict:
         "tiles": len(tile_origins(768, 256, 32)) * len(tile_origins(1024, 256, 32)),
         "seconds": seconds,
         "encoder_passes": segmenter.encoder_passes,
+        "precision": segmenter.resolution.precision,
         "peak_rss_mib": _peak_rss_mib(),
     }
 
@@ -273,8 +293,10 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
 
 
 def _machine() -> str:
-    """CPU model, core count and the widest vector extension torch dispatches to."""
+    """CPU model, core count, the widest vector extension torch dispatches to, and native bf16."""
     import torch
+
+    from sam_mito.precision import hardware_bf16
 
     cpuinfo = Path("/proc/cpuinfo")
     names = (
@@ -287,7 +309,8 @@ def _machine() -> str:
         else []
     )
     name = names[0] if names else platform.processor() or platform.machine()
-    return f"{name}, {multiprocessing.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()})"
+    bf16 = "native bf16" if hardware_bf16("cpu") else "no native bf16"
+    return f"{name}, {multiprocessing.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()}, {bf16})"
 
 
 def _isolated(function, *args) -> dict:
@@ -295,10 +318,17 @@ def _isolated(function, *args) -> dict:
         return pool.apply(function, args)
 
 
+def _picked(choice: dict) -> str:
+    """What ``auto`` picked, with the bf16 error it measured (none without native bf16)."""
+    error = choice["bf16_relative_error"]
+    checked = f"bf16 relative error {error:.2e}" if error is not None else "no native bf16, not checked"
+    return f"**{choice['precision']}** ({checked})"
+
+
 def render(results: dict) -> str:
     """BENCHMARKS.md text from the measured results."""
-    prep, train, enc, cache, pred, stream = (
-        results[k] for k in ("prepare", "training", "encoder", "cache", "predict", "stream")
+    prep, train, enc, cache, cache_fp32, pred, stream = (
+        results[k] for k in ("prepare", "training", "encoder", "cache", "cache_fp32", "predict", "stream")
     )
     stream_rows = "\n".join(
         f"| {'×'.join(map(str, r['shape']))} | {r['seconds']:.0f} | {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
@@ -338,11 +368,15 @@ the relative L2 difference from the stock fp32 embeddings.
 |---|---|---|---|---|---|
 {encoder_rows}
 
+Encoder precision `auto` (the default) picked {_picked(enc["auto"])} on this machine; its one-time
+check (one fp32 and one bf16 encode; bf16 is kept if within {enc["auto"]["limit"]:.0%} of fp32) took {enc["auto"]["check_s"]:.2f} s.
+
 ## 3. Embedding cache
 
 {cache["bytes_per_patch"] / 2**20:.2f} MiB per patch on disk (fp16; target ≤ 2 MiB). Building the
-cache of {cache["patches"]} patches (encode batch size {cache["batch_size"]}): {cache["seconds_per_patch"]:.2f} s per patch,
-RSS {cache["rss_before_mib"]:.0f} MiB before (model loaded), peak {cache["peak_rss_mib"]:.0f} MiB.
+cache of {cache["patches"]} patches (encode batch size {cache["batch_size"]}) under `auto`, which picked {_picked(cache)}:
+{cache["seconds_per_patch"]:.2f} s per patch, one-time check included; RSS {cache["rss_before_mib"]:.0f} MiB before (model loaded),
+peak {cache["peak_rss_mib"]:.0f} MiB. The same build in fp32: {cache_fp32["seconds_per_patch"]:.2f} s per patch, peak RSS {cache_fp32["peak_rss_mib"]:.0f} MiB.
 
 ## 4. Prepare
 
@@ -352,7 +386,7 @@ Synthetic {"×".join(map(str, prep["shape"]))} volume pair from TIFF: {prep["sec
 ## 5. Prompt-free prediction of one {"×".join(map(str, pred["slice"]))} slice
 
 Tile-box prompts on {pred["tiles"]} tiles of {pred["tile"]} px (overlap ≥ {pred["overlap"]}): {pred["seconds"]:.1f} s,
-{pred["encoder_passes"]} encoder passes (target ≤ {pred["tiles"]}), peak RSS {pred["peak_rss_mib"]:.0f} MiB (target ≤ 4 GiB).
+{pred["encoder_passes"]} encoder passes (target ≤ {pred["tiles"]}; encoder precision auto → {pred["precision"]}), peak RSS {pred["peak_rss_mib"]:.0f} MiB (target ≤ 4 GiB).
 
 ## 6. Streaming a stack through `predict_stack`
 
@@ -389,7 +423,8 @@ def main(argv: list[str] | None = None) -> None:
             "transformers": transformers.__version__,
             "training": _isolated(bench_training, size, work, 5 if args.quick else 20),
             "encoder": _isolated(bench_encoder, size, work, 3 if args.quick else 2),
-            "cache": _isolated(bench_cache, size, work, 4 if args.quick else 8),
+            "cache": _isolated(bench_cache, size, work, 4 if args.quick else 8, "auto"),
+            "cache_fp32": _isolated(bench_cache, size, work, 4 if args.quick else 8, "fp32"),
             "prepare": _isolated(bench_prepare, shape, prep_dir),
             "predict": _isolated(bench_predict, size, work),
             "stream": [

@@ -150,7 +150,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
-    from .embeddings import PRECISIONS
+    from .precision import PRECISIONS
     from .prompts import GRID_SIZE, PREDICT_MODES
 
     parser = commands.add_parser(
@@ -173,7 +173,12 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     parser.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
     parser.add_argument("--probabilities", help="also write the float32 probability map here")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="encoder precision")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="encoder precision (default auto: bf16 where the hardware has it and a first-tile check passes)",
+    )
     parser.set_defaults(handler=_predict)
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from .embeddings import ENCODE_BATCH_SIZE, PRECISIONS
+from .embeddings import ENCODE_BATCH_SIZE
 from .errors import SamMitoError
 from .modeling import DEFAULT_MODEL
+from .precision import PRECISIONS
 from .prompts import TRAIN_MODES
 
 
@@ -61,7 +62,12 @@ class SamMitoConfig(TrainingArguments):
         metadata={"help": "Embedding cache folder (default $SAM_MITO_CACHE or ~/.cache/sam_mito)."},
     )
     encode_precision: str = field(
-        default="fp32", metadata={"help": "Encoder precision when caching.", "choices": PRECISIONS}
+        default="auto",
+        metadata={
+            "help": "Encoder precision when caching: auto (bf16 where the hardware has it and a first-batch "
+            "check against fp32 passes), fp32 or bf16.",
+            "choices": PRECISIONS,
+        },
     )
     encode_batch_size: int = field(
         default=ENCODE_BATCH_SIZE,

@@ -3,7 +3,8 @@
 Training, evaluation and inference all read embeddings through this module, so there is one cache
 format, one key and one encode path. The key covers the vision encoder's weights and
 configuration, the dataset split's image bytes, the processor's preprocessing settings and the
-encode precision; a cache whose key does not match is never used.
+encode precision (``auto`` resolved to ``fp32`` or ``bf16`` first, see :mod:`sam_mito.precision`);
+a cache whose key does not match is never used.
 """
 
 from __future__ import annotations
@@ -22,13 +23,20 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 from transformers import SamModel, SamProcessor
 
-from .errors import SamMitoError
 from .files import atomic_file
 from .modeling import encoder_fingerprint
+from .precision import (
+    CONCRETE_PRECISIONS,
+    PRECISIONS,
+    Resolution,
+    bf16_acceptable,
+    check_precision,
+    hardware_bf16,
+    resolve_precision,
+)
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16")
 #: Images per encoder pass. ViT-B on CPU: batch 1 peaked at 2.7 GiB RSS and ~12 s/image, batch 2 at
 #: 4.5 GiB and ~14 s/image (BENCHMARKS.md), so one at a time is both leaner and faster there.
 ENCODE_BATCH_SIZE = 1
@@ -58,10 +66,10 @@ def encode(model: SamModel, pixels: torch.Tensor, *, precision: str = "fp32") ->
     """Run the frozen vision encoder on ``pixels``; returns float32 embeddings ``(B, C, h, w)``.
 
     ``precision="bf16"`` runs under bfloat16 autocast (the fast path on GPUs and on CPUs with bf16
-    instructions); the result is returned in float32 either way.
+    instructions); the result is returned in float32 either way. ``auto`` is not accepted here:
+    resolve it first with :func:`sam_mito.precision.resolve_precision`.
     """
-    if precision not in PRECISIONS:
-        raise SamMitoError(f"encode precision '{precision}': expected one of {PRECISIONS}")
+    check_precision(precision, CONCRETE_PRECISIONS)
     device = next(model.parameters()).device
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
@@ -112,6 +120,15 @@ class EmbeddingCache:
         """Bytes one embedding occupies on disk."""
         return int(np.prod(self.array.shape[1:])) * self.array.dtype.itemsize
 
+    @property
+    def metadata(self) -> dict:
+        """The JSON record beside the array.
+
+        Holds ``key``, ``rows``, the ``requested`` and the resolved ``precision``, and
+        ``bf16_relative_error`` (None when ``auto`` did not measure it).
+        """
+        return json.loads(self.path.with_suffix(".json").read_text())
+
 
 def _paths(cache_dir: Path, name: str, key: dict) -> tuple[Path, Path]:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -119,21 +136,37 @@ def _paths(cache_dir: Path, name: str, key: dict) -> tuple[Path, Path]:
     return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
 
-def _is_valid(array_path: Path, meta_path: Path, key: dict, rows: int) -> bool:
+def _finished_metadata(array_path: Path, meta_path: Path, key: dict, rows: int) -> dict | None:
+    """The metadata of a complete cache of ``key`` with ``rows`` rows at these paths, else None."""
     if not (array_path.exists() and meta_path.exists()):
-        return False
+        return None
     try:
         meta = json.loads(meta_path.read_text())
         array = np.load(array_path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
-        logger.warning("embedding cache %s is unreadable (%s); rebuilding", array_path, err)
-        return False
+        logger.warning("embedding cache %s is unreadable (%s); not using it", array_path, err)
+        return None
     if meta.get("key") != key or len(array) != rows or not meta.get("complete"):
         logger.warning(
-            "embedding cache %s does not match this model/dataset/preprocessing; rebuilding", array_path
+            "embedding cache %s does not match this model/dataset/preprocessing; not using it", array_path
         )
-        return False
-    return True
+        return None
+    return meta
+
+
+def _recorded_auto(cache_dir: Path, name: str, key: dict, rows: int) -> Resolution | None:
+    """What ``auto`` resolved to for a finished cache of ``key``, if that cache recorded the bf16 check.
+
+    A bf16 cache counts only if its recorded error is acceptable and an fp32 cache only if it is not,
+    so the answer is the one a fresh check would give, without encoding anything.
+    """
+    for precision in CONCRETE_PRECISIONS:
+        candidate = {**key, "precision": precision}
+        meta = _finished_metadata(*_paths(cache_dir, name, candidate), candidate, rows) or {}
+        error = meta.get("bf16_relative_error")
+        if error is not None and bf16_acceptable(error) == (precision == "bf16"):
+            return Resolution(precision, error, None)
+    return None
 
 
 def build_cache(
@@ -143,20 +176,36 @@ def build_cache(
     *,
     name: str,
     cache_dir: str | Path | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     batch_size: int = ENCODE_BATCH_SIZE,
 ) -> EmbeddingCache:
     """Load the cache for ``split`` if a matching one exists, else encode every image once and store it.
 
+    ``precision="auto"`` is resolved on the split's first batch (see
+    :func:`sam_mito.precision.resolve_precision`) before the key is made, so the key holds ``fp32``
+    or ``bf16``; a finished cache that recorded the same check is reused without encoding. The
+    metadata beside the array records the ``requested`` precision, the resolved ``precision`` and
+    the measured ``bf16_relative_error`` (None when not measured).
+
     Under ``accelerate launch`` every process encodes its own share of the rows into one shared
     memory-mapped file; the main process creates the file and marks it complete once all are done.
     """
+    check_precision(precision, PRECISIONS)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     state = PartialState()
     key = cache_key(model, processor, split, precision)
+    probe = list(range(min(batch_size, len(split))))
+    resolution = None
+    if precision == "auto" and hardware_bf16(next(model.parameters()).device):
+        resolution = _recorded_auto(cache_dir, name, key, len(split))
+    if resolution is None:
+        resolution = resolve_precision(
+            model, pixel_values(processor, split.select(probe)["image"]), precision
+        )
+    key["precision"] = resolution.precision
     array_path, meta_path = _paths(cache_dir, name, key)
-    if _is_valid(array_path, meta_path, key, len(split)):
-        logger.info("using embedding cache %s", array_path)
+    if _finished_metadata(array_path, meta_path, key, len(split)) is not None:
+        logger.info("using embedding cache %s (%s)", array_path, resolution.precision)
         return EmbeddingCache(array_path)
     partial = array_path.with_suffix(".partial.npy")
     if state.is_main_process:
@@ -173,10 +222,12 @@ def build_cache(
     )
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        images = split.select(chunk)["image"]
-        array[chunk] = (
-            encode(model, pixel_values(processor, images), precision=precision).numpy().astype(np.float16)
-        )
+        if chunk == probe and resolution.embeddings is not None:
+            embeddings = resolution.embeddings  # encoded by the auto check already
+        else:
+            pixels = pixel_values(processor, split.select(chunk)["image"])
+            embeddings = encode(model, pixels, precision=resolution.precision)
+        array[chunk] = embeddings.cpu().numpy().astype(np.float16)
         progress.update(len(chunk))
     progress.close()
     array.flush()
@@ -184,8 +235,16 @@ def build_cache(
     state.wait_for_everyone()
     if state.is_main_process:
         os.replace(partial, array_path)
+        meta = {
+            "key": key,
+            "complete": True,
+            "rows": len(split),
+            "requested": precision,
+            "precision": resolution.precision,
+            "bf16_relative_error": resolution.bf16_relative_error,
+        }
         with atomic_file(meta_path) as partial_meta:
-            partial_meta.write_text(json.dumps({"key": key, "complete": True, "rows": len(split)}, indent=1))
+            partial_meta.write_text(json.dumps(meta, indent=1))
         logger.info("embedding cache written to %s", array_path)
     state.wait_for_everyone()
     return EmbeddingCache(array_path)

@@ -26,6 +26,7 @@ from .embeddings import encode, pixel_values
 from .errors import SamMitoError
 from .files import atomic_file
 from .modeling import load_sam
+from .precision import Resolution, check_precision, resolve_precision
 from .prompts import GRID_SIZE, PREDICT_MODES, grid_points, label_instances, tile_box
 from .volumes import NORMALIZATION, open_volume
 
@@ -101,7 +102,16 @@ class Segmenter:
         Tile side and minimum overlap in pixels; ``tile`` defaults to the patch size the model was
         fine-tuned on (``config.sam_mito["patch_size"]``), else 256.
     precision : str, keyword-only
-        Encoder precision, as in :func:`sam_mito.embeddings.encode`.
+        Encoder precision, one of :data:`sam_mito.precision.PRECISIONS`; ``auto`` (the default) is
+        resolved on the first tile encoded (:func:`sam_mito.precision.resolve_precision`) and the
+        result, kept in ``resolution``, is reused for every later tile.
+
+    Attributes
+    ----------
+    encoder_passes : int
+        Tiles encoded so far (the one-time ``auto`` check's second encode is not counted).
+    resolution : Resolution or None
+        What ``precision`` resolved to, once a tile has been encoded.
     """
 
     def __init__(
@@ -113,10 +123,11 @@ class Segmenter:
         tile: int | None = None,
         overlap: int = 32,
         grid_size: int = GRID_SIZE,
-        precision: str = "fp32",
+        precision: str = "auto",
     ) -> None:
         if mode not in PREDICT_MODES:
             raise SamMitoError(f"mode '{mode}': expected one of {PREDICT_MODES}")
+        check_precision(precision)
         trained = getattr(model.config, "sam_mito", None) or {}
         self.tile = int(tile or trained.get("patch_size", DEFAULT_TILE))
         self.normalization = trained.get("normalization", NORMALIZATION)
@@ -124,6 +135,7 @@ class Segmenter:
         self.model, self.processor = model.eval(), processor
         self.mode, self.overlap, self.grid_size, self.precision = mode, overlap, grid_size, precision
         self.encoder_passes = 0
+        self.resolution: Resolution | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs) -> Segmenter:
@@ -131,11 +143,19 @@ class Segmenter:
         model, processor = load_sam(name_or_path)
         return cls(model, processor, **kwargs)
 
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.resolution is None:
+            resolution = resolve_precision(self.model, pixels, self.precision)
+            self.resolution = resolution._replace(embeddings=None)
+            if resolution.embeddings is not None:
+                return resolution.embeddings
+        return encode(self.model, pixels, precision=self.resolution.precision)
+
     def _tile_probability(self, image: np.ndarray, boxes: list[Box] | None) -> np.ndarray:
         size = image.shape
         if self.mode == "boxes" and not boxes:
             return np.zeros(size, dtype=np.float32)
-        embeddings = encode(self.model, pixel_values(self.processor, [image]), precision=self.precision)
+        embeddings = self._encode(pixel_values(self.processor, [image]))
         self.encoder_passes += 1
         if self.mode == "boxes":
             prompt = {"boxes": torch.tensor([boxes], dtype=torch.float32)}

@@ -32,8 +32,16 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
     assert 0 < paths["sam-mito encode, bf16 autocast"]["relative_error"] < 0.05  # bf16 rounds
     assert all(row["median_s"] > 0 for row in encoder["paths"])
     assert all(row["path"] in report for row in encoder["paths"])
-    cache = measured["cache"]
+    auto = encoder["auto"]
+    assert encoder["paths"][-1]["path"] == f"sam-mito encode, auto (picked {auto['precision']} here)"
+    assert auto["check_s"] >= 0
+    assert auto["precision"] == "fp32" or auto["bf16_relative_error"] <= auto["limit"]
+    cache, cache_fp32 = measured["cache"], measured["cache_fp32"]
     assert cache["patches"] == 4 and cache["peak_rss_mib"] >= cache["rss_before_mib"] > 0
+    assert (cache["requested"], cache_fp32["requested"], cache_fp32["precision"]) == ("auto", "fp32", "fp32")
+    assert cache["seconds_per_patch"] > 0 and cache_fp32["seconds_per_patch"] > 0
+    assert f"under `auto`, which picked **{cache['precision']}**" in report
     predict = measured["predict"]
     assert predict["encoder_passes"] == predict["tiles"] == 20 and predict["seconds"] > 0
+    assert predict["precision"] in ("fp32", "bf16")
     assert [run["shape"] for run in measured["stream"]] == [[2, 256, 384], [6, 256, 384]]

@@ -25,7 +25,8 @@ def test_cache_holds_fp16_embeddings_of_every_row(tmp_path, model_and_split):
     assert len(cache) == len(split)
     assert cache.array.dtype == np.float16
     assert cache.bytes_per_item == 64 * 16 * 16 * 2
-    fresh = encode(model, pixel_values(processor, [split[1]["image"]]))[0]
+    pixels = pixel_values(processor, [split[1]["image"]])
+    fresh = encode(model, pixels, precision=cache.metadata["precision"])[0]
     assert torch.allclose(cache[1], fresh, atol=2e-3, rtol=2e-3)
 
 
@@ -44,7 +45,9 @@ def test_changed_encoder_weights_never_use_the_old_cache(tmp_path, model_and_spl
         model.vision_encoder.neck.layer_norm2.bias.add_(0.5)
     new = build_cache(model, processor, split, name="v", cache_dir=tmp_path)
     assert new.path != old.path
-    fresh = encode(model, pixel_values(processor, [split[0]["image"]]))[0]
+    fresh = encode(model, pixel_values(processor, [split[0]["image"]]), precision=new.metadata["precision"])[
+        0
+    ]
     assert torch.allclose(new[0], fresh, atol=2e-3, rtol=2e-3)
     assert not torch.allclose(old[0], fresh, atol=2e-3, rtol=2e-3)
 

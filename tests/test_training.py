@@ -108,7 +108,7 @@ def test_freezing_counts_parameters(tiny_model_dir):
 
 
 def test_cached_and_uncached_paths_give_the_same_first_loss(tmp_path, tiny_model_dir, dataset_dir):
-    config = _config(tmp_path, tiny_model_dir, dataset_dir, box_jitter=0)
+    config = _config(tmp_path, tiny_model_dir, dataset_dir, box_jitter=0, encode_precision="fp32")
     cached = _fixed_batch_loss(*_trainer(config, cached=True))
     uncached = _fixed_batch_loss(*_trainer(config, cached=False))
     assert cached == pytest.approx(uncached, rel=1e-3)
