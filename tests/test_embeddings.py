@@ -54,7 +54,7 @@ def test_changed_encoder_weights_never_use_the_old_cache(tmp_path, model_and_spl
 
 def test_changed_preprocessing_or_precision_changes_the_key(tmp_path, model_and_split):
     model, processor, split = model_and_split
-    base = build_cache(model, processor, split, name="v", cache_dir=tmp_path)
+    base = build_cache(model, processor, split, name="v", cache_dir=tmp_path, precision="fp32")
     bf16 = build_cache(model, processor, split, name="v", cache_dir=tmp_path, precision="bf16")
     assert bf16.path != base.path
     assert not torch.equal(bf16[0], base[0])  # and it really encoded in bf16
