@@ -51,6 +51,26 @@ def predict_patches(
     """Yield ``(rows, predicted masks, reference masks)`` batches of a split in one prompt mode.
 
     A patch's prediction is the union over its prompts (the instance boxes' masks, or one mask).
+
+    Parameters
+    ----------
+    model : SamModel
+        The SAM to prompt.
+    embeddings : EmbeddingCache
+        The split's cached image embeddings for this model's encoder.
+    split : datasets.Dataset
+        A split made by ``sam-mito prepare``.
+    mode : str
+        One of :data:`sam_mito.prompts.EVAL_MODES`.
+    rows : list of int, keyword-only
+        Rows to predict (default: all).
+    batch_size : int, keyword-only
+        Patches per decoder call.
+
+    Yields
+    ------
+    rows, predictions, references : list of int, numpy.ndarray, numpy.ndarray
+        The batch's rows and its boolean ``(B, H, W)`` masks.
     """
     rows = list(range(len(split))) if rows is None else rows
     for start in range(0, len(rows), batch_size):
@@ -67,7 +87,20 @@ def predict_patches(
 def score_model(
     model, embeddings: EmbeddingCache, split: datasets.Dataset, mode: str
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Dice/IoU per image and pooled of one model in one mode, and each patch's Dice."""
+    """Dice/IoU per image and pooled of one model in one mode, and each patch's Dice.
+
+    Parameters
+    ----------
+    model, embeddings, split, mode
+        As in :func:`predict_patches`.
+
+    Returns
+    -------
+    scores : dict
+        As :func:`sam_mito.metrics.dice_iou`.
+    dice : numpy.ndarray
+        Each patch's Dice.
+    """
     counts = [overlap_counts(pred, ref) for _, pred, ref in predict_patches(model, embeddings, split, mode)]
     intersection, pred_sum, ref_sum = (np.concatenate(c) for c in zip(*counts, strict=True))
     dice, _ = per_image_scores(intersection, pred_sum, ref_sum)
@@ -75,7 +108,18 @@ def score_model(
 
 
 def results_table(results: list[dict]) -> str:
-    """The Markdown table of a report's results: one row per prompt mode and model."""
+    """The Markdown table of a report's results: one row per prompt mode and model.
+
+    Parameters
+    ----------
+    results : list of dict
+        Rows of :func:`compare`'s report.
+
+    Returns
+    -------
+    str
+        The table.
+    """
     lines = [
         "| prompts | model | Dice | IoU | pooled Dice | pooled IoU | patches |",
         "|---|---|---|---|---|---|---|",
@@ -93,6 +137,20 @@ def choose_figure_rows(split: datasets.Dataset, dice: np.ndarray, *, count: int 
     slices do not repeat a scene, then the lowest-Dice patch with foreground (a hard case).
 
     Ties break by row index, so the choice depends only on the data and the scores.
+
+    Parameters
+    ----------
+    split : datasets.Dataset
+        The scored split.
+    dice : numpy.ndarray
+        Each patch's Dice.
+    count : int, keyword-only
+        Rows to choose.
+
+    Returns
+    -------
+    list of int
+        Row indices.
     """
     instances = np.array([len(ids) for ids in split["instance_ids"]])
     positions = list(zip(split["y"], split["x"], strict=True))
@@ -120,10 +178,31 @@ def compare(
 ) -> dict:
     """Evaluate ``base`` and ``finetuned`` on exactly the same patches and prompts, in every mode.
 
-    Returns ``{"dataset", "split", "base", "finetuned", "results": [...], "table"}``; each result
-    has ``model`` (``base`` | ``finetuned``), ``mode``, ``prompts``, ``uses_ground_truth`` and the
-    scores of :func:`sam_mito.metrics.dice_iou`. With ``out_dir``, writes ``eval_results.json``,
-    ``evaluation.md`` and ``comparison.png`` there.
+    Parameters
+    ----------
+    base, finetuned : str
+        Hub ids, local folders or ``sam-mito/tiny-base``.
+    dataset : str or Path
+        A folder or Hub id made by ``sam-mito prepare``.
+    split : str, keyword-only
+        The split to score.
+    modes : tuple of str, keyword-only
+        Some of :data:`sam_mito.prompts.EVAL_MODES`.
+    embedding_cache_dir : str or Path, keyword-only
+        Embedding cache folder (default ``$SAM_MITO_CACHE``).
+    out_dir : str or Path, keyword-only
+        Where to write ``comparison.json``, ``evaluation.md`` and ``comparison.png``.
+    figure_mode : str, keyword-only
+        The prompt mode the figure shows.
+    figure_rows : int, keyword-only
+        Patches in the figure.
+
+    Returns
+    -------
+    dict
+        ``{"dataset", "split", "base", "finetuned", "results": [...], "table"}``; each result has
+        ``model`` (``base`` | ``finetuned``), ``mode``, ``prompts``, ``uses_ground_truth`` and the
+        scores of :func:`sam_mito.metrics.dice_iou`.
     """
     unknown = [mode for mode in modes if mode not in EVAL_MODES]
     if unknown:

@@ -19,8 +19,16 @@ Counts = tuple[np.ndarray, np.ndarray, np.ndarray]
 def overlap_counts(predictions: np.ndarray, references: np.ndarray) -> Counts:
     """Per-image pixel counts ``(intersection, prediction, reference)`` of binary masks.
 
-    ``predictions`` and ``references`` are one ``(H, W)`` mask or a batch ``(N, H, W)``; counts
-    from several batches can be concatenated and scored together with :func:`scores_from_counts`.
+    Parameters
+    ----------
+    predictions, references : numpy.ndarray
+        One ``(H, W)`` mask or a batch ``(N, H, W)``, boolean or {0, 1}, of the same shape.
+
+    Returns
+    -------
+    intersection, prediction, reference : numpy.ndarray
+        ``(N,)`` pixel counts. Counts from several batches can be concatenated and scored together
+        with :func:`scores_from_counts`.
     """
     pred, ref = np.asarray(predictions).astype(bool), np.asarray(references).astype(bool)
     if pred.shape != ref.shape:
@@ -35,7 +43,20 @@ def overlap_counts(predictions: np.ndarray, references: np.ndarray) -> Counts:
 def scores_from_counts(
     intersection: np.ndarray, pred_sum: np.ndarray, ref_sum: np.ndarray, *, empty_score: float = 1.0
 ) -> dict[str, float]:
-    """Dice and IoU, per image (mean) and pooled, from :func:`overlap_counts`; see :func:`dice_iou`."""
+    """Dice and IoU, per image (mean) and pooled, from :func:`overlap_counts`.
+
+    Parameters
+    ----------
+    intersection, pred_sum, ref_sum : numpy.ndarray
+        Per-image counts from :func:`overlap_counts`.
+    empty_score : float, keyword-only
+        Score of an image where both masks are empty.
+
+    Returns
+    -------
+    dict
+        As :func:`dice_iou`.
+    """
     intersection, pred_sum, ref_sum = (
         np.asarray(a, dtype=np.int64) for a in (intersection, pred_sum, ref_sum)
     )
@@ -54,7 +75,20 @@ def scores_from_counts(
 def per_image_scores(
     intersection: np.ndarray, pred_sum: np.ndarray, ref_sum: np.ndarray, *, empty_score: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dice and IoU of each image from :func:`overlap_counts` (``empty_score`` where both are empty)."""
+    """Dice and IoU of each image from :func:`overlap_counts`.
+
+    Parameters
+    ----------
+    intersection, pred_sum, ref_sum : numpy.ndarray
+        Per-image counts from :func:`overlap_counts`.
+    empty_score : float, keyword-only
+        Score where both masks are empty.
+
+    Returns
+    -------
+    dice, iou : numpy.ndarray
+        ``(N,)`` scores.
+    """
     union = pred_sum + ref_sum - intersection
     both_empty = union == 0
     dice = np.where(both_empty, empty_score, 2 * intersection / np.maximum(pred_sum + ref_sum, 1))

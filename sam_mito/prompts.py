@@ -40,6 +40,16 @@ BOX_COLUMNS = {"union": "union_box", "instance": "instance_boxes", "tile": "tile
 def union_box(mask: np.ndarray) -> list[int]:
     """The smallest box containing every foreground pixel of ``mask``.
 
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Binary ``(H, W)`` mask.
+
+    Returns
+    -------
+    list of int
+        ``[x0, y0, x1, y1]``, inclusive.
+
     Raises
     ------
     ValueError
@@ -52,19 +62,54 @@ def union_box(mask: np.ndarray) -> list[int]:
 
 
 def tile_box(height: int, width: int) -> list[int]:
-    """The box covering a whole ``height`` x ``width`` tile (the prompt-free prompt)."""
+    """The box covering a whole ``height`` x ``width`` tile (the prompt-free prompt).
+
+    Parameters
+    ----------
+    height, width : int
+        The tile's size in pixels.
+
+    Returns
+    -------
+    list of int
+        ``[0, 0, width - 1, height - 1]``.
+    """
     return [0, 0, width - 1, height - 1]
 
 
 def grid_points(height: int, width: int, *, n: int = GRID_SIZE) -> list[list[float]]:
-    """``n`` x ``n`` points ``[x, y]`` at the centres of an even grid over the image (a prompt-free prompt)."""
+    """``n`` x ``n`` points ``[x, y]`` at the centres of an even grid over the image (a prompt-free prompt).
+
+    Parameters
+    ----------
+    height, width : int
+        The image's size in pixels.
+    n : int, keyword-only
+        Points per side.
+
+    Returns
+    -------
+    list of [x, y]
+        Row by row, top left first.
+    """
     xs = (np.arange(n) + 0.5) * width / n
     ys = (np.arange(n) + 0.5) * height / n
     return [[float(x), float(y)] for y in ys for x in xs]
 
 
 def label_instances(mask: np.ndarray) -> np.ndarray:
-    """Label connected foreground components (4-connectivity) with ids 1..N, background 0."""
+    """Label connected foreground components (4-connectivity) with ids 1..N, background 0.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Binary ``(H, W)`` mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer labels of the same shape.
+    """
     labels, _ = ndimage.label(mask, structure=CONNECTIVITY)
     return labels
 
@@ -102,7 +147,21 @@ def jitter_boxes(
 ) -> torch.Tensor:
     """Move each side of each box by a uniform integer in ``[-max_shift, max_shift]``.
 
-    The result stays inside the ``(height, width)`` image and keeps ``x0 <= x1``, ``y0 <= y1``.
+    Parameters
+    ----------
+    boxes : torch.Tensor
+        ``(..., 4)`` boxes ``[x0, y0, x1, y1]``.
+    max_shift : int, keyword-only
+        Largest move of a side in pixels (0: unchanged).
+    size : tuple of int, keyword-only
+        ``(height, width)`` the boxes must stay inside.
+    generator : torch.Generator, keyword-only
+        Source of randomness (seeded per row and step by the Trainer).
+
+    Returns
+    -------
+    torch.Tensor
+        The moved boxes, inside the image, with ``x0 <= x1`` and ``y0 <= y1``.
     """
     if max_shift <= 0:
         return boxes
