@@ -3,6 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?=
 DEMO_OUT ?= demo_output
+ONLY ?=
 
 .PHONY: install test lint format demo bench clean
 
@@ -27,7 +28,7 @@ demo:
 	HF_HUB_OFFLINE=1 $(BIN)/sam-mito demo --out $(DEMO_OUT) --overwrite $(if $(DATA),--data $(DATA),)
 
 bench:
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_benchmarks.py --out BENCHMARKS.md --json bench.json
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_benchmarks.py --out BENCHMARKS.md --json bench.json $(if $(ONLY),--only $(ONLY),)
 
 clean:
 	rm -rf $(DEMO_OUT) build dist *.egg-info .pytest_cache

@@ -1,402 +1,87 @@
 #!/usr/bin/env python
-"""`make bench`: measure prepare, the embedding cache and training steps; write bench.json + BENCHMARKS.md.
+"""`make bench`: run every benchmark group and write bench.json + BENCHMARKS.md.
 
 Each measurement runs in a fresh process so its peak RSS is its own. `--quick` uses tiny sizes
-(the test suite runs it so this script cannot rot); the default uses the full EPFL volume shape
-and the ViT-B SAM architecture (random weights: speed does not depend on them).
+(the test suite runs it so this script cannot rot); the default uses full sizes (the EPFL volume
+shape, the ViT-B SAM architecture with random weights: speed does not depend on them).
+`--only GROUP` re-measures some groups and keeps the others' figures from the existing bench.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import platform
-import resource
-import statistics
+import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+import pipeline  # noqa: E402
+from common import isolated, machine  # noqa: E402
 
 
-def bench_prepare(shape: tuple[int, int, int], workdir: str) -> dict:
-    """Seconds and peak RSS of `prepare_dataset` on a synthetic TIFF pair of `shape`."""
-    import tifffile
-
-    from sam_mito.data import prepare_dataset
-    from sam_mito.synthetic import SyntheticEM
-
-    scene = SyntheticEM(shape, seed=0)
-    images, masks = scene.volume()
-    tifffile.imwrite(f"{workdir}/training.tif", images, photometric="minisblack")
-    tifffile.imwrite(f"{workdir}/training_groundtruth.tif", masks * 255, photometric="minisblack")
-    del images, masks
-    start = time.perf_counter()
-    dataset = prepare_dataset(
-        f"{workdir}/patches", images=f"{workdir}/training.tif", masks=f"{workdir}/training_groundtruth.tif"
-    )
+def _groups(quick: bool) -> dict:
+    """Group name -> (measure(workdir, prep_dir) -> {bench.json key: result}, render(results) -> str)."""
+    size = "tiny" if quick else "vit-b"
+    patches = 4 if quick else 8
     return {
-        "shape": list(shape),
-        "seconds": time.perf_counter() - start,
-        "patches": sum(len(s) for s in dataset.values()),
-        "peak_rss_mib": _peak_rss_mib(),
-    }
-
-
-def _model_dir(size: str, workdir: str) -> Path:
-    """Save a random SAM of ``size`` (ViT-B architecture or the tiny test config) with its processor."""
-    import torch
-    from transformers import SamConfig, SamModel, SamVisionConfig
-
-    from sam_mito.modeling import processor_for, tiny_sam_config
-
-    torch.manual_seed(0)
-    # SAM's own vision initializer (1e-10) makes activations vanish; 0.02 gives realistic magnitudes
-    # for the precision comparison. Speed does not depend on the weights.
-    config = (
-        SamConfig(vision_config=SamVisionConfig(initializer_range=0.02))
-        if size == "vit-b"
-        else tiny_sam_config()
-    )
-    model_dir = Path(workdir) / f"model-{size}"
-    if not model_dir.exists():
-        SamModel(config).save_pretrained(model_dir)
-        processor_for(config).save_pretrained(model_dir)
-    return model_dir
-
-
-def _matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 dense matmul throughput of this machine, GFLOP/s (all threads torch uses)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b))[0] for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(function) -> tuple[float, object]:
-    start = time.perf_counter()
-    value = function()
-    return time.perf_counter() - start, value
-
-
-def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
-    """Seconds per 1024² image (or the tiny input) for each encode path, error vs stock fp32, % of peak.
-
-    The ``auto`` row runs the precision ``auto`` resolved to on this machine; the one-time check that
-    resolved it (fp32 and bf16 encodes of the same image) is timed separately.
-    """
-    import numpy as np
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from sam_mito.embeddings import encode, pixel_values
-    from sam_mito.modeling import load_sam
-    from sam_mito.precision import MAX_BF16_RELATIVE_ERROR, resolve_precision
-    from sam_mito.synthetic import SyntheticEM
-
-    torch.set_grad_enabled(False)
-    model_dir = _model_dir(size, workdir)
-    stock, processor = load_sam(str(model_dir))
-    eager = type(stock).from_pretrained(model_dir, attn_implementation="eager")
-    image, _ = SyntheticEM((1, 256, 256), seed=0).render(0)
-    pixels = pixel_values(processor, [image])
-    with FlopCounterMode(display=False) as counter:
-        reference = stock.get_image_embeddings(pixels)
-    flops = counter.get_total_flops()
-    peak = _matmul_gflops()
-    check_s, auto = _timed(lambda: resolve_precision(stock, pixels, "auto"))
-    paths = {
-        "stock fp32 get_image_embeddings (transformers default: SDPA attention)": lambda: (
-            stock.get_image_embeddings(pixels)
+        "training": (
+            lambda work, _: {"training": isolated(pipeline.bench_training, size, work, 5 if quick else 20)},
+            pipeline.render_training,
         ),
-        "fp32, eager attention (the SAM notebooks' setting)": lambda: eager.get_image_embeddings(pixels),
-        "sam-mito encode, fp32 (SDPA)": lambda: encode(stock, pixels, precision="fp32"),
-        "sam-mito encode, bf16 autocast": lambda: encode(stock, pixels, precision="bf16"),
-        f"sam-mito encode, auto (picked {auto.precision} here)": lambda: encode(
-            stock, pixels, precision=auto.precision
+        "encoder": (
+            lambda work, _: {"encoder": isolated(pipeline.bench_encoder, size, work, 3 if quick else 2)},
+            pipeline.render_encoder,
+        ),
+        "cache": (
+            lambda work, _: {
+                "cache": isolated(pipeline.bench_cache, size, work, patches, "auto"),
+                "cache_fp32": isolated(pipeline.bench_cache, size, work, patches, "fp32"),
+            },
+            pipeline.render_cache,
+        ),
+        "prepare": (
+            lambda _, prep: {
+                "prepare": isolated(
+                    pipeline.bench_prepare, (6, 256, 512) if quick else (165, 768, 1024), prep
+                )
+            },
+            pipeline.render_prepare,
+        ),
+        "predict": (
+            lambda work, _: {"predict": isolated(pipeline.bench_predict, size, work)},
+            pipeline.render_predict,
+        ),
+        "stream": (
+            lambda work, _: {
+                "stream": [
+                    isolated(pipeline.bench_stream, work, depth, *((256, 384) if quick else (768, 1024)))
+                    for depth in ((2, 6) if quick else (8, 165))
+                ]
+            },
+            pipeline.render_stream,
         ),
     }
-    rows = []
-    for name, run in paths.items():
-        times, output = [], None
-        for _ in range(repeats):
-            seconds, output = _timed(run)
-            times.append(seconds)
-        error = float(
-            np.linalg.norm((output.float() - reference).numpy()) / np.linalg.norm(reference.numpy())
-        )
-        median = statistics.median(times)
-        rows.append(
-            {"path": name, "min_s": min(times), "median_s": median, "relative_error": error,
-             "percent_of_matmul_peak": 100 * flops / median / (peak * 1e9)}
-        )  # fmt: skip
-    stock_median = rows[0]["median_s"]
-    for row in rows:
-        row["speedup_vs_stock"] = stock_median / row["median_s"]
-    return {
-        "architecture": size,
-        "input": list(pixels.shape),
-        "gflop_per_image": flops / 1e9,
-        "matmul_peak_gflops": peak,
-        "repeats": repeats,
-        "paths": rows,
-        "auto": {
-            "precision": auto.precision,
-            "bf16_relative_error": auto.bf16_relative_error,
-            "limit": MAX_BF16_RELATIVE_ERROR,
-            "check_s": check_s,
-        },
-    }
-
-
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def bench_cache(size: str, workdir: str, patches: int, precision: str) -> dict:
-    """Peak RSS and time while building the embedding cache of ``patches`` patches (default batch size).
-
-    Under ``auto`` the time includes the one-time precision check on the first patch.
-    """
-    from sam_mito.config import SamMitoConfig
-    from sam_mito.data import load_patches, prepare_dataset
-    from sam_mito.embeddings import build_cache
-    from sam_mito.modeling import load_sam
-
-    model, processor = load_sam(str(_model_dir(size, workdir)))
-    data_dir = Path(workdir) / "cache-data"
-    if not data_dir.exists():  # the auto and fp32 runs encode the same patches
-        prepare_dataset(data_dir, synthetic_shape=(8, 512, 512), seed=1)
-    split = load_patches(data_dir, "train").select(range(patches))
-    batch_size = SamMitoConfig.__dataclass_fields__["encode_batch_size"].default
-    before = _rss_mib()
-    options = {"cache_dir": f"{workdir}/cache-{precision}", "precision": precision, "batch_size": batch_size}
-    seconds, cache = _timed(lambda: build_cache(model, processor, split, name="bench", **options))
-    return {
-        "architecture": size,
-        "requested": precision,
-        "precision": cache.metadata["precision"],
-        "bf16_relative_error": cache.metadata["bf16_relative_error"],
-        "patches": len(cache),
-        "batch_size": batch_size,
-        "seconds_per_patch": seconds / len(cache),
-        "rss_before_mib": before,
-        "peak_rss_mib": _peak_rss_mib(),
-        "bytes_per_patch": cache.bytes_per_item,
-    }
-
-
-def bench_predict(size: str, workdir: str) -> dict:
-    """Prompt-free (tile) prediction of one 768×1024 slice: seconds, encoder passes, peak RSS."""
-    from sam_mito.inference import Segmenter, tile_origins
-    from sam_mito.modeling import load_sam
-    from sam_mito.synthetic import SyntheticEM
-
-    segmenter = Segmenter(*load_sam(str(_model_dir(size, workdir))), mode="tile", tile=256, overlap=32)
-    image, _ = SyntheticEM((1, 768, 1024), seed=2).render(0)
-    seconds, _ = _timed(lambda: segmenter.probabilities(image))
-    return {
-        "architecture": size,
-        "slice": list(image.shape),
-        "tile": segmenter.tile,
-        "overlap": segmenter.overlap,
-        "tiles": len(tile_origins(768, 256, 32)) * len(tile_origins(1024, 256, 32)),
-        "seconds": seconds,
-        "encoder_passes": segmenter.encoder_passes,
-        "precision": segmenter.resolution.precision,
-        "peak_rss_mib": _peak_rss_mib(),
-    }
-
-
-def bench_stream(workdir: str, depth: int, height: int, width: int) -> dict:
-    """Peak RSS of `predict_stack` streaming a ``depth``-slice TIFF with the tiny model (cheap encoder)."""
-    import tifffile
-
-    from sam_mito.inference import Segmenter, predict_stack
-    from sam_mito.modeling import load_sam
-    from sam_mito.synthetic import SyntheticEM
-
-    stack = Path(workdir) / f"stack-{depth}.tif"
-    scene = SyntheticEM((depth, height, width), seed=3)
-    with tifffile.TiffWriter(stack) as writer:
-        for z in range(depth):
-            writer.write(scene.render(z)[0], contiguous=True)
-    segmenter = Segmenter(*load_sam(str(_model_dir("tiny", workdir))), tile=256, overlap=32)
-    before = _rss_mib()
-    seconds, shape = _timed(lambda: predict_stack(segmenter, stack, Path(workdir) / f"pred-{depth}.tif"))
-    return {
-        "shape": list(shape),
-        "seconds": seconds,
-        "rss_before_mib": before,
-        "peak_rss_mib": _peak_rss_mib(),
-    }
-
-
-def bench_training(size: str, workdir: str, steps: int) -> dict:
-    """Seconds per Trainer step, encoder every step (seed style) vs cached embeddings, batch 2."""
-    from transformers import TrainerCallback
-
-    from sam_mito.config import SamMitoConfig
-    from sam_mito.data import load_patches, prepare_dataset
-    from sam_mito.modeling import freeze_for_decoder_training, load_sam
-    from sam_mito.training import SamMitoTrainer, prompt_dataset
-
-    model_dir = _model_dir(size, workdir)
-    data_dir = Path(workdir) / "data"
-    prepare_dataset(data_dir, synthetic_shape=(5, 256, 512), seed=0)
-
-    class StepTimes(TrainerCallback):
-        def __init__(self):
-            self.times, self.start = [], None
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self.start)
-
-    result = {"architecture": size}
-    for cached, n_steps in ((False, max(2, steps // 4)), (True, steps)):
-        model, processor = load_sam(str(model_dir))
-        freeze_for_decoder_training(model)
-        args = SamMitoConfig(
-            output_dir=f"{workdir}/out", max_steps=n_steps, per_device_train_batch_size=2, use_cpu=True,
-            report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
-            embedding_cache=cached, embedding_cache_dir=f"{workdir}/cache",
-        )  # fmt: skip
-        split = load_patches(data_dir, "train")
-        start = time.perf_counter()
-        dataset = prompt_dataset(model, processor, split, args, name="train")
-        build = time.perf_counter() - start
-        timer = StepTimes()
-        SamMitoTrainer(model=model, args=args, train_dataset=dataset, callbacks=[timer]).train()
-        steady = timer.times[1:] or timer.times
-        key = "cached" if cached else "seed_style"
-        result[key] = {"min_s": min(steady), "median_s": statistics.median(steady), "steps": len(steady)}
-        if cached:
-            result["cache_build_seconds"] = build
-            result["cache_patches"] = len(dataset)
-            result["cache_bytes_per_patch"] = dataset.embeddings.bytes_per_item
-    result["speedup_median"] = result["seed_style"]["median_s"] / result["cached"]["median_s"]
-    result["peak_rss_mib"] = _peak_rss_mib()
-    return result
-
-
-def _machine() -> str:
-    """CPU model, core count, the widest vector extension torch dispatches to, and native bf16."""
-    import torch
-
-    from sam_mito.precision import hardware_bf16
-
-    cpuinfo = Path("/proc/cpuinfo")
-    names = (
-        [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        if cpuinfo.exists()
-        else []
-    )
-    name = names[0] if names else platform.processor() or platform.machine()
-    bf16 = "native bf16" if hardware_bf16("cpu") else "no native bf16"
-    return f"{name}, {multiprocessing.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()}, {bf16})"
-
-
-def _isolated(function, *args) -> dict:
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
-
-
-def _picked(choice: dict) -> str:
-    """What ``auto`` picked, with the bf16 error it measured (none without native bf16)."""
-    error = choice["bf16_relative_error"]
-    checked = f"bf16 relative error {error:.2e}" if error is not None else "no native bf16, not checked"
-    return f"**{choice['precision']}** ({checked})"
 
 
 def render(results: dict) -> str:
-    """BENCHMARKS.md text from the measured results."""
-    prep, train, enc, cache, cache_fp32, pred, stream = (
-        results[k] for k in ("prepare", "training", "encoder", "cache", "cache_fp32", "predict", "stream")
-    )
-    stream_rows = "\n".join(
-        f"| {'×'.join(map(str, r['shape']))} | {r['seconds']:.0f} | {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
-        for r in stream
-    )
-    encoder_rows = "\n".join(
-        f"| {r['path']} | {r['min_s']:.2f} | {r['median_s']:.2f} | {r['speedup_vs_stock']:.2f}× | "
-        f"{r['relative_error']:.2e} | {r['percent_of_matmul_peak']:.0f}% |"
-        for r in enc["paths"]
-    )
+    """BENCHMARKS.md text from the measured results (groups in their fixed order, numbered)."""
+    groups = _groups(results["quick"])
+    sections = [
+        draw(results).replace("## ", f"## {number}. ", 1)
+        for number, draw in enumerate((draw for _, draw in groups.values()), start=1)
+    ]
     return f"""# Benchmarks
 
 Measured by `make bench` ({"quick mode, tiny sizes" if results["quick"] else "full sizes"}) on
 {results["machine"]}, {results["date"]}; torch {results["torch"]}, transformers {results["transformers"]}.
 Every figure is measured by `benchmarks/run_benchmarks.py`, each group in a fresh process (so peak
-RSS is its own); reproduce with `make bench` (writes `bench.json` and this file). Models are the
-{train["architecture"]} architecture with random weights: speed does not depend on the weights.
+RSS is its own); reproduce with `make bench` (writes `bench.json` and this file), or one group with
+`make bench ONLY=GROUP` (groups: {", ".join(groups)}).
 
-## 1. Training step, batch 2, through the Trainer
-
-| path | min s/step | median s/step | steps |
-|---|---|---|---|
-| seed style (encoder every step) | {train["seed_style"]["min_s"]:.3f} | {train["seed_style"]["median_s"]:.3f} | {train["seed_style"]["steps"]} |
-| cached embeddings | {train["cached"]["min_s"]:.4f} | {train["cached"]["median_s"]:.4f} | {train["cached"]["steps"]} |
-
-Speed-up: {train["speedup_median"]:.0f}× median over median, {train["seed_style"]["min_s"] / train["cached"]["min_s"]:.0f}× min over min
-(target ≥ 80×; seed-style steps vary by tens of percent between runs on this shared machine).
-Peak RSS {train["peak_rss_mib"]:.0f} MiB.
-
-## 2. Encoder, one image of input {"×".join(map(str, enc["input"][-2:]))}
-
-{enc["gflop_per_image"]:.3g} GFLOP per image (counted with `torch.utils.flop_counter`); this
-machine's best fp32 dense matmul: {enc["matmul_peak_gflops"]:.0f} GFLOP/s. {enc["repeats"]} repeats per path; error is
-the relative L2 difference from the stock fp32 embeddings.
-
-| path | min s | median s | speed vs stock | relative error | % of matmul peak |
-|---|---|---|---|---|---|
-{encoder_rows}
-
-Encoder precision `auto` (the default) picked {_picked(enc["auto"])} on this machine; its one-time
-check (one fp32 and one bf16 encode; bf16 is kept if within {enc["auto"]["limit"]:.0%} of fp32) took {enc["auto"]["check_s"]:.2f} s.
-
-## 3. Embedding cache
-
-{cache["bytes_per_patch"] / 2**20:.2f} MiB per patch on disk (fp16; target ≤ 2 MiB). Building the
-cache of {cache["patches"]} patches (encode batch size {cache["batch_size"]}) under `auto`, which picked {_picked(cache)}:
-{cache["seconds_per_patch"]:.2f} s per patch, one-time check included; RSS {cache["rss_before_mib"]:.0f} MiB before (model loaded),
-peak {cache["peak_rss_mib"]:.0f} MiB. The same build in fp32: {cache_fp32["seconds_per_patch"]:.2f} s per patch, peak RSS {cache_fp32["peak_rss_mib"]:.0f} MiB.
-
-## 4. Prepare
-
-Synthetic {"×".join(map(str, prep["shape"]))} volume pair from TIFF: {prep["seconds"]:.1f} s,
-{prep["patches"]} patches, peak RSS {prep["peak_rss_mib"]:.0f} MiB (target < 60 s, < 3 GiB).
-
-## 5. Prompt-free prediction of one {"×".join(map(str, pred["slice"]))} slice
-
-Tile-box prompts on {pred["tiles"]} tiles of {pred["tile"]} px (overlap ≥ {pred["overlap"]}): {pred["seconds"]:.1f} s,
-{pred["encoder_passes"]} encoder passes (target ≤ {pred["tiles"]}; encoder precision auto → {pred["precision"]}), peak RSS {pred["peak_rss_mib"]:.0f} MiB (target ≤ 4 GiB).
-
-## 6. Streaming a stack through `predict_stack`
-
-The tiny model (its encoder is cheap, so the whole stack runs in minutes): if slices stream, peak
-RSS does not grow with the number of slices.
-
-| stack | seconds | RSS before (model loaded), MiB | peak RSS, MiB |
-|---|---|---|---|
-{stream_rows}
-"""
+""" + "\n".join(sections)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -405,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="BENCHMARKS.md")
     parser.add_argument("--json", default="bench.json")
     parser.add_argument("--render", action="store_true", help="only rewrite --out from an existing --json")
+    parser.add_argument("--only", action="append", choices=list(_groups(False)), help="re-measure this group")
     args = parser.parse_args(argv)
     if args.render:
         Path(args.out).write_text(render(json.loads(Path(args.json).read_text())))
@@ -412,27 +98,24 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import transformers
 
-    size = "tiny" if args.quick else "vit-b"
+    results = json.loads(Path(args.json).read_text()) if args.only else {}
+    if args.only and results.get("quick") != args.quick:
+        parser.error(
+            f"--only: {args.json} was measured {'with' if results.get('quick') else 'without'} --quick"
+        )
+    results.update(
+        quick=args.quick,
+        machine=machine(),
+        date=date.today().isoformat(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+    )
     with tempfile.TemporaryDirectory() as prep_dir, tempfile.TemporaryDirectory() as work:
-        shape = (6, 256, 512) if args.quick else (165, 768, 1024)
-        results = {
-            "quick": args.quick,
-            "machine": _machine(),
-            "date": date.today().isoformat(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "training": _isolated(bench_training, size, work, 5 if args.quick else 20),
-            "encoder": _isolated(bench_encoder, size, work, 3 if args.quick else 2),
-            "cache": _isolated(bench_cache, size, work, 4 if args.quick else 8, "auto"),
-            "cache_fp32": _isolated(bench_cache, size, work, 4 if args.quick else 8, "fp32"),
-            "prepare": _isolated(bench_prepare, shape, prep_dir),
-            "predict": _isolated(bench_predict, size, work),
-            "stream": [
-                _isolated(bench_stream, work, depth, *((256, 384) if args.quick else (768, 1024)))
-                for depth in ((2, 6) if args.quick else (8, 165))
-            ],
-        }
-    Path(args.json).write_text(json.dumps(results, indent=2))
+        for name, (measure, _) in _groups(args.quick).items():
+            if not args.only or name in args.only:
+                print(f"measuring {name} ...", flush=True)
+                results.update(measure(work, prep_dir))
+                Path(args.json).write_text(json.dumps(results, indent=2))  # partial results survive a kill
     Path(args.out).write_text(render(results))
     print(render(results))
 

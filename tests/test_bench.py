@@ -45,3 +45,12 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
     assert predict["encoder_passes"] == predict["tiles"] == 20 and predict["seconds"] > 0
     assert predict["precision"] in ("fp32", "bf16")
     assert [run["shape"] for run in measured["stream"]] == [[2, 256, 384], [6, 256, 384]]
+    rerun = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_benchmarks.py"), "--quick", "--only", "prepare",
+         "--out", str(tmp_path / "B.md"), "--json", str(tmp_path / "b.json")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    again = json.loads((tmp_path / "b.json").read_text())
+    assert again["training"] == measured["training"] and again["stream"] == measured["stream"]
+    assert again["prepare"]["seconds"] != measured["prepare"]["seconds"]  # re-measured
