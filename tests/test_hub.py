@@ -1,4 +1,4 @@
-"""Pushing folders to the Hub (mocked at the huggingface_hub boundary) and finding card templates."""
+"""Card metadata (licence, size category), JSON made shareable, card templates, atomic files."""
 
 import shutil
 import subprocess

@@ -1,9 +1,13 @@
 """Hub uploads (mocked at the huggingface_hub / datasets boundary): datasets through push_to_hub and a
 card, models as an allow-list, and no token or local path ever written or sent."""
 
+import contextlib
+import io
 import json
+import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import datasets
@@ -13,6 +17,7 @@ import tifffile
 import torch
 from huggingface_hub import DatasetCard
 
+from sam_mito.cli import main
 from sam_mito.config import SamMitoConfig
 from sam_mito.data import SPLITS, PatchConfig, prepare_dataset
 from sam_mito.errors import SamMitoError
@@ -111,30 +116,47 @@ def test_model_upload_sends_the_allow_list_only(tmp_path):
         model_files(folder)
 
 
-def _trained_with_push(tmp_path, cli, model_dir, dataset_dir, *extra):
-    out = tmp_path / "run" / "model"
-    argv = ["train", "--output_dir", out, "--model_name_or_path", model_dir, "--dataset", dataset_dir]
-    argv += ["--embedding_cache_dir", tmp_path / "cache", "--per_device_train_batch_size", "2", "--seed", "0"]
-    argv += ["--max_steps", "2", "--use_cpu", "--report_to", "none", "--disable_tqdm", "true"]
-    argv += ["--push_to_hub", "--hub_model_id", "me/sam-mito-test", "--hub_token", TOKEN, *extra]
-    with (
-        mock.patch("huggingface_hub.HfApi.create_repo") as create,
-        mock.patch("huggingface_hub.HfApi.create_commit") as commit,
-        mock.patch("huggingface_hub.HfApi.upload_folder") as upload_folder,
-    ):
-        create.return_value = mock.Mock(repo_id="me/sam-mito-test")
-        status, printed, errors = cli(*argv)
-    assert status == 0, errors
+@pytest.fixture(scope="module")
+def pushed_run(tmp_path_factory, tiny_model_dir, dataset_dir):
+    """`sam-mito train ... --push_to_hub --hub_token TOKEN` saving a checkpoint every step, with the
+    Hub mocked: the run's folder, the commits sent, and everything printed or logged (DEBUG)."""
+    root = tmp_path_factory.mktemp("pushed")
+    out = root / "run" / "model"
+    argv = ["train", "--output_dir", out, "--model_name_or_path", tiny_model_dir, "--dataset", dataset_dir]
+    argv += ["--embedding_cache_dir", root / "cache", "--per_device_train_batch_size", "2", "--seed", "0"]
+    argv += ["--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1", "--use_cpu"]
+    argv += ["--report_to", "none", "--disable_tqdm", "true", "--push_to_hub", "--hub_model_id"]
+    argv += ["me/sam-mito-test", "--hub_token", TOKEN]
+    logs, printed = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(logs)
+    loggers = [logging.getLogger(), logging.getLogger("transformers")]  # transformers does not propagate
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        with (
+            mock.patch("huggingface_hub.HfApi.create_repo") as create,
+            mock.patch("huggingface_hub.HfApi.create_commit") as commit,
+            mock.patch("huggingface_hub.HfApi.upload_folder") as upload_folder,
+            contextlib.redirect_stdout(printed),
+            contextlib.redirect_stderr(printed),
+        ):
+            create.return_value = mock.Mock(repo_id="me/sam-mito-test")
+            status = main([str(arg) for arg in argv])
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+    assert status == 0, printed.getvalue()
     upload_folder.assert_not_called()  # Trainer.push_to_hub's whole-folder upload is never used
-    return out, commit.call_args_list, printed + errors
-
-
-def test_training_push_sends_the_model_allow_list_and_never_checkpoint_state(
-    tmp_path, cli, tiny_model_dir, dataset_dir
-):
-    out, commits, _ = _trained_with_push(
-        tmp_path, cli, tiny_model_dir, dataset_dir, "--save_strategy", "steps", "--save_steps", "1"
+    return SimpleNamespace(
+        root=root, out=out, commits=commit.call_args_list, text=printed.getvalue() + logs.getvalue()
     )
+
+
+def test_training_push_sends_the_model_allow_list_and_never_checkpoint_state(pushed_run):
+    out, commits = pushed_run.out, pushed_run.commits
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert (out / "training_args.bin").exists() and (out / "checkpoint-1" / "optimizer.pt").exists()
     sent = [
@@ -145,39 +167,31 @@ def test_training_push_sends_the_model_allow_list_and_never_checkpoint_state(
     # every_save: each checkpoint's model files, in the background; never optimizer/scheduler/RNG state.
     assert sent[:2] == [(f"Training in progress, step {step}", model) for step in (1, 2)]
     assert all(call.kwargs["run_as_future"] for call in commits[:2])
-    assert sent[-1] == (
-        "End of training",
-        sorted(
-            model
-            + ["README.md", "card_data.json", "train_results.json", "eval_results.json", "all_results.json"]
-        ),
-    )
+    metrics = ["train_results.json", "eval_results.json", "all_results.json"]
+    assert sent[-1] == ("End of training", sorted([*model, "README.md", "card_data.json", *metrics]))
     final = {op.path_in_repo: Path(op.path_or_fileobj) for op in commits[-1].kwargs["operations"]}
     assert all(path.parent == out for path in final.values())
     for call in commits:
         for op in call.kwargs["operations"]:
-            assert str(tmp_path) not in Path(op.path_or_fileobj).read_bytes().decode("utf-8", "replace")
+            text = Path(op.path_or_fileobj).read_bytes().decode("utf-8", "replace")
+            assert str(pushed_run.root) not in text, op.path_in_repo  # no local path reaches the Hub
 
 
-def test_a_hub_token_is_never_written_or_logged(tmp_path, cli, tiny_model_dir, dataset_dir, caplog):
-    caplog.set_level("DEBUG")
-    out, _, printed = _trained_with_push(
-        tmp_path, cli, tiny_model_dir, dataset_dir, "--save_strategy", "steps", "--save_steps", "2"
-    )
-    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+def test_a_hub_token_is_never_written_or_logged(pushed_run, dataset_dir):
+    out = pushed_run.out
+    written = [path for path in pushed_run.root.rglob("*") if path.is_file()]
     assert {"training_args.bin", "trainer_state.json", "training_config.json"} <= {p.name for p in written}
     assert [p for p in written if TOKEN.encode() in p.read_bytes()] == []
-    assert TOKEN not in caplog.text and TOKEN not in printed
+    assert "uploading" in pushed_run.text and "Saving model checkpoint" in pushed_run.text  # logs were read
+    assert TOKEN not in pushed_run.text
     arguments = torch.load(out / "training_args.bin", weights_only=False)  # our own file, just written
     assert arguments.hub_token is None and arguments.output_dir == str(out)
     settings = json.loads((out / "training_config.json").read_text())
     assert settings["hub_token"] == "<HUB_TOKEN>"
-    assert (settings["output_dir"], settings["dataset"], settings["embedding_cache_dir"]) == (
-        "model",
-        dataset_dir.name,
-        "cache",
-    )
-    assert str(tmp_path) not in json.dumps(settings) and str(tmp_path) not in (out / "README.md").read_text()
+    public = (settings["output_dir"], settings["dataset"], settings["embedding_cache_dir"])
+    assert public == ("model", dataset_dir.name, "cache")
+    assert str(pushed_run.root) not in json.dumps(settings)
+    assert str(pushed_run.root) not in (out / "README.md").read_text()
 
 
 def test_uploading_checkpoints_with_their_optimizer_state_is_refused(tmp_path, dataset_dir):
