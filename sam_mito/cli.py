@@ -4,11 +4,49 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
 from .errors import SamMitoError
 
 logger = logging.getLogger("sam_mito")
+
+
+def _integer(minimum: int):
+    """An argparse ``type``: an integer of at least ``minimum`` (argparse names the flag on error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: expected an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse ``type``: a finite number with 0 <= value < 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise argparse.ArgumentTypeError(f"{text}: expected a fraction, 0 <= value < 1")
+    return value
+
+
+def _finite(text: str) -> float:
+    """An argparse ``type``: a finite number (no nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: expected a finite number")
+    return value
 
 
 def _add_prepare(commands: argparse._SubParsersAction) -> None:
@@ -21,32 +59,40 @@ def _add_prepare(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--test-images", help="test image stack or folder (becomes the test split)")
     source.add_argument("--test-masks", help="test mask stack or folder")
     source.add_argument(
-        "--mask-threshold", type=float, help="binarise masks with values other than 0/1 or 0/255"
+        "--mask-threshold", type=_finite, help="binarise masks with values other than 0/1 or 0/255"
     )
     source.add_argument(
         "--synthetic", action="store_true", help="generate a synthetic EM volume pair instead"
     )
-    source.add_argument("--slices", type=int, default=24, help="synthetic: number of training slices")
-    source.add_argument("--height", type=int, default=512, help="synthetic: slice height")
-    source.add_argument("--width", type=int, default=512, help="synthetic: slice width")
-    source.add_argument("--seed", type=int, default=0, help="synthetic: scene seed")
+    source.add_argument("--slices", type=_integer(1), default=24, help="synthetic: number of training slices")
+    source.add_argument("--height", type=_integer(1), default=512, help="synthetic: slice height")
+    source.add_argument("--width", type=_integer(1), default=512, help="synthetic: slice width")
+    source.add_argument("--seed", type=_integer(0), default=0, help="synthetic: scene seed")
     patching = parser.add_argument_group("patching and splits")
-    patching.add_argument("--patch-size", type=int, default=256)
-    patching.add_argument("--step", type=int, default=256)
+    patching.add_argument("--patch-size", type=_integer(1), default=256)
+    patching.add_argument("--step", type=_integer(1), default=256)
     patching.add_argument(
-        "--min-foreground", type=float, default=0.0, help="drop patches at or below this fraction"
+        "--min-foreground", type=_fraction, default=0.0, help="drop patches at or below this fraction"
     )
-    patching.add_argument("--validation-fraction", type=float, default=0.1)
-    patching.add_argument("--test-fraction", type=float, default=0.1, help="used only without a test volume")
+    patching.add_argument("--validation-fraction", type=_fraction, default=0.1)
+    patching.add_argument(
+        "--test-fraction", type=_fraction, default=0.1, help="used only without a test volume"
+    )
     parser.add_argument("--out", required=True, help="output dataset folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument("--push-to-hub", metavar="REPO", help="also upload the folder as a Hub dataset")
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO", help="also upload it as a Hub dataset (push_to_hub plus its card)"
+    )
     parser.set_defaults(handler=_prepare)
 
 
 def _prepare(args: argparse.Namespace) -> None:
     from .data import PatchConfig, prepare_dataset
+    from .files import check_output_dir, check_outputs
 
+    inputs = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _PREPARE_INPUTS}
+    check_outputs({"--out": args.out}, inputs)
+    check_output_dir(args.out, overwrite=args.overwrite)
     config = PatchConfig(
         size=args.patch_size,
         step=args.step,
@@ -110,9 +156,11 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="folder for comparison.json, evaluation.md, comparison.png (default: --finetuned if a folder)",
     )
     parser.add_argument("--embedding-cache-dir", help="embedding cache folder")
-    parser.add_argument("--figure-rows", type=int, default=4, help="patches shown in comparison.png")
+    parser.add_argument("--figure-rows", type=_integer(1), default=4, help="patches shown in comparison.png")
     parser.add_argument(
-        "--push-to-hub", metavar="REPO", help="rewrite the fine-tuned folder's card and upload the folder"
+        "--push-to-hub",
+        metavar="REPO",
+        help="rewrite the fine-tuned folder's card and upload its model files, card, metrics and figure",
     )
     parser.set_defaults(handler=_evaluate)
 
@@ -121,13 +169,18 @@ def _evaluate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from .evaluation import compare
-    from .hub import CARD_DATA, RESULTS_FILE, ModelCardInfo, push_folder
+    from .files import check_outputs
+    from .hub import CARD_DATA, RESULTS_FILE, ModelCardInfo
+    from .uploads import model_files, push_model
 
     model_dir = Path(args.finetuned) if Path(args.finetuned).is_dir() else None
     out = Path(args.out or model_dir or "evaluation")
     in_model_dir = model_dir is not None and out.resolve() == model_dir.resolve()
     if args.push_to_hub and not in_model_dir:
         raise SamMitoError("--push-to-hub needs --finetuned to be a local model folder and --out to be it")
+    check_outputs({"--out": out}, {"--dataset": _local(args.dataset)}, replaced=False)
+    if args.push_to_hub:
+        model_files(model_dir)  # a folder that cannot be uploaded fails before the evaluation
     report = compare(
         args.base,
         args.finetuned,
@@ -146,7 +199,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         card.write(model_dir)
         print(f"updated {model_dir}/README.md with the results")
     if args.push_to_hub:
-        print(push_folder(model_dir, args.push_to_hub, repo_type="model"))
+        commit = push_model(model_dir, args.push_to_hub)
+        print(f"pushed {', '.join(model_files(model_dir))} to {args.push_to_hub}: {commit.commit_url}")
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
@@ -167,11 +221,17 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         choices=PREDICT_MODES,
         help="prompts per tile (default: boxes with --boxes, else tile)",
     )
-    parser.add_argument("--tile", type=int, help="tile side in pixels (default: the model's training patch)")
-    parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels")
-    parser.add_argument("--grid-size", type=int, default=GRID_SIZE, help="grid mode: points per side")
-    parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
-    parser.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
+    parser.add_argument(
+        "--tile",
+        type=_integer(1),
+        help="tile side in pixels, at most the model's input size (default: the model's training patch)",
+    )
+    parser.add_argument("--overlap", type=_integer(0), default=32, help="minimum tile overlap in pixels")
+    parser.add_argument("--grid-size", type=_integer(1), default=GRID_SIZE, help="grid mode: points per side")
+    parser.add_argument("--threshold", type=_fraction, default=0.5, help="probability threshold")
+    parser.add_argument(
+        "--min-size", type=_integer(0), default=0, help="drop objects smaller than this (pixels)"
+    )
     parser.add_argument("--probabilities", help="also write the float32 probability map here")
     parser.add_argument(
         "--precision",
@@ -183,10 +243,20 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .inference import Segmenter, predict_stack
+    from .files import check_outputs
+    from .inference import Segmenter, check_output_file, check_tile, predict_stack
+    from .modeling import load_sam
 
-    segmenter = Segmenter.from_pretrained(
-        args.model,
+    inputs = {"--input": args.input, "--boxes": args.boxes, "--model": _local(args.model)}
+    outputs = {"--output": args.output, "--probabilities": args.probabilities}
+    check_outputs(outputs, inputs)
+    for flag, path in outputs.items():
+        check_output_file(path, name=flag)
+    model, processor = load_sam(args.model)
+    check_tile(args.tile, model.config, name="--tile")
+    segmenter = Segmenter(
+        model,
+        processor,
         mode=args.mode or ("boxes" if args.boxes else "tile"),
         tile=args.tile,
         overlap=args.overlap,
@@ -209,14 +279,17 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("demo", help="offline end to end: data, fine-tune the tiny base, compare")
     parser.add_argument("--out", default="demo_output", help="folder for every artifact")
     parser.add_argument("--data", help="EPFL-layout folder (training.tif + training_groundtruth.tif)")
-    parser.add_argument("--steps", type=int, default=300, help="training steps")
+    parser.add_argument("--steps", type=_integer(1), default=300, help="training steps")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
+    from .files import check_output_dir, check_outputs
 
+    check_outputs({"--out": args.out}, {"--data": args.data})
+    check_output_dir(args.out, overwrite=args.overwrite)
     report = run_demo(args.out, data=args.data, steps=args.steps, overwrite=args.overwrite)
     print(report["table"])
     prediction = report["prediction"]
@@ -228,6 +301,16 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"model, processor, card, comparison.json:  {args.out}/model")
     print(f"comparison figure:                        {args.out}/model/comparison.png")
     print(f"full-slice prediction:                    {args.out}/predict/mask.tif, prediction.png")
+
+
+_PREPARE_INPUTS = ("--images", "--masks", "--test-images", "--test-masks")
+
+
+def _local(name: str | None) -> str | None:
+    """``name`` if it is an existing local path (an input to protect), else None (a Hub id)."""
+    from pathlib import Path
+
+    return name if name is not None and Path(name).exists() else None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from .precision import PRECISIONS
 from .prompts import TRAIN_MODES
 
 
-@dataclass
+@dataclass(repr=False)  # keep TrainingArguments.__repr__, which masks tokens
 class SamMitoConfig(TrainingArguments):
     """Arguments of decoder-only SAM fine-tuning; every ``TrainingArguments`` field applies too.
 
@@ -91,6 +91,10 @@ class SamMitoConfig(TrainingArguments):
         if self.box_jitter < 0:
             raise SamMitoError(f"box_jitter {self.box_jitter}: expected a non-negative number of pixels")
         super().__post_init__()
+
+    def __getstate__(self) -> dict:
+        """Pickle without ``hub_token``: the Trainer saves these arguments as ``training_args.bin``."""
+        return {**self.__dict__, "hub_token": None}
 
 
 def parse_config(argv: list[str] | None = None) -> SamMitoConfig:

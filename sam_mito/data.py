@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,6 +69,19 @@ class PatchConfig:
     min_instance_pixels: int = 16
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("size", "step"):
+            if not getattr(self, name) > 0:
+                raise SamMitoError(
+                    f"patch {name} {getattr(self, name)}: expected a positive number of pixels"
+                )
+        if self.min_instance_pixels < 0:
+            raise SamMitoError(f"min_instance_pixels {self.min_instance_pixels}: expected 0 or more")
+        for name in ("min_foreground", "validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise SamMitoError(f"{name} {value}: expected a fraction, 0 <= {name} < 1")
 
 
 def patch_origins(height: int, width: int, *, size: int, step: int) -> list[tuple[int, int]]:
@@ -209,6 +223,10 @@ def _check_dataset_folder(folder: Path) -> None:
     raise SamMitoError(f"{folder}: not a prepared sam-mito dataset (no README.md card declaring configs)")
 
 
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def load_patches(path: str | Path, split: str | None = None) -> datasets.DatasetDict | datasets.Dataset:
     """Load a dataset written by :func:`sam_mito.hub.save_dataset`, or a Hub id, with ``load_dataset``.
 
@@ -233,12 +251,21 @@ def load_patches(path: str | Path, split: str | None = None) -> datasets.Dataset
         If the folder is not such a dataset (or holds several), a column is missing, or ``split``
         does not exist or is empty.
     """
+    from .hub import is_hub_id
+
     if Path(path).is_dir():
         _check_dataset_folder(Path(path))
+    elif not is_hub_id(str(path)):
+        raise SamMitoError(f"{path}: no such dataset folder (and not a Hub dataset id, owner/name)")
     try:
         loaded = datasets.load_dataset(str(path))
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetsError) as err:
-        raise SamMitoError(f"{path}: not a prepared sam-mito dataset ({err})") from err
+    except ConnectionError as err:  # offline, or the Hub cannot be reached
+        raise SamMitoError(
+            f"{path}: no such folder, and the Hub dataset cannot be reached "
+            f"({_first_line(err)}); check the id and the network, or pass a local folder"
+        ) from err
+    except (OSError, ValueError, datasets.exceptions.DatasetsError) as err:
+        raise SamMitoError(f"{path}: not a prepared sam-mito dataset ({_first_line(err)})") from err
     for name, part in loaded.items():
         missing = [column for column in ("image", "label", "union_box") if column not in part.column_names]
         if missing:
@@ -274,14 +301,21 @@ def prepare_dataset(
     Give either ``images`` and ``masks`` (EPFL TIFF stacks or slice folders, with optional
     ``test_images``/``test_masks``), or ``synthetic_shape`` for a synthetic training volume and a
     smaller synthetic test volume.
+
+    The output folder is checked first: it may not be, lie inside, or hold an input (even with
+    ``overwrite``), nor lie under a file.
     """
-    from .files import check_output_dir
-    from .hub import push_folder, save_dataset
+    from .files import check_output_dir, check_outputs
+    from .hub import SOURCE_LICENSE, SYNTHETIC_LICENSE, save_dataset
     from .synthetic import synthetic_volume
+    from .uploads import push_dataset
     from .volumes import NORMALIZATION, load_pair
 
     config = config or PatchConfig()
+    inputs = {"images": images, "masks": masks, "test_images": test_images, "test_masks": test_masks}
+    check_outputs({"out_dir": out_dir}, inputs)
     check_output_dir(out_dir, overwrite=overwrite)
+    license = SYNTHETIC_LICENSE if synthetic_shape is not None else SOURCE_LICENSE
     if synthetic_shape is not None:
         depth, height, width = synthetic_shape
         train = synthetic_volume(synthetic_shape, seed=seed)
@@ -309,15 +343,8 @@ def prepare_dataset(
         source += " The layout follows the EPFL mitochondria dataset (Lucchi et al., 2012)."
     dataset = build_dataset(train, test=test, config=config)
     normalization = {**NORMALIZATION, "intensity_windows": windows}
-    save_dataset(
-        dataset,
-        out_dir,
-        source=source,
-        patch_config={**asdict(config), "normalization": normalization},
-        overwrite=overwrite,
-    )
+    card = {"source": source, "patch_config": {**asdict(config), "normalization": normalization}}
+    save_dataset(dataset, out_dir, **card, license=license, overwrite=overwrite)
     if push_to_hub:
-        push_folder(
-            out_dir, push_to_hub, repo_type="dataset", token=token, delete_patterns=["data/*.parquet"]
-        )
+        push_dataset(dataset, push_to_hub, **card, license=license, token=token)
     return dataset

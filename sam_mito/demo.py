@@ -11,7 +11,7 @@ from .config import SamMitoConfig
 from .data import PatchConfig, prepare_dataset, slice_splits
 from .evaluation import compare
 from .figures import overlay
-from .files import check_output_dir
+from .files import atomic_directory, check_outputs
 from .hub import ModelCardInfo
 from .inference import Segmenter, predict_stack
 from .metrics import dice_iou
@@ -31,10 +31,16 @@ def run_demo(
     """Prepare data, fine-tune the packaged tiny base's mask decoder, and compare base vs fine-tuned.
 
     ``data`` is an EPFL-layout folder (``training.tif`` + ``training_groundtruth.tif``); without it
-    a synthetic volume pair is generated. Everything is written under ``out_dir``.
+    a synthetic volume pair is generated. Everything is written into a staging folder that
+    replaces ``out_dir`` only at the end (:func:`sam_mito.files.atomic_directory`), so with
+    ``overwrite`` nothing of an earlier output survives, and a failure leaves it as it was.
     """
-    out_dir = check_output_dir(out_dir, overwrite=overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_outputs({"out_dir": out_dir}, {"data": data})
+    with atomic_directory(out_dir, overwrite=overwrite) as staging:
+        return _run(staging, data=data, steps=steps)
+
+
+def _run(out_dir: Path, *, data: str | Path | None, steps: int) -> dict:
     dataset_dir = out_dir / "dataset"
     if data is None:
         prepare_dataset(dataset_dir, synthetic_shape=(24, 512, 512), seed=0, overwrite=True)

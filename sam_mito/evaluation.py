@@ -23,7 +23,7 @@ from .embeddings import EmbeddingCache, build_cache
 from .errors import SamMitoError
 from .figures import comparison_figure
 from .files import atomic_file
-from .hub import RESULTS_FILE
+from .hub import RESULTS_FILE, public_name
 from .metrics import overlap_counts, per_image_scores, scores_from_counts
 from .modeling import encoder_fingerprint, load_sam
 from .prompts import EVAL_MODES, GROUND_TRUTH_MODES, PROMPT_MODES, grid_points, row_boxes
@@ -202,7 +202,8 @@ def compare(
     dict
         ``{"dataset", "split", "base", "finetuned", "results": [...], "table"}``; each result has
         ``model`` (``base`` | ``finetuned``), ``mode``, ``prompts``, ``uses_ground_truth`` and the
-        scores of :func:`sam_mito.metrics.dice_iou`.
+        scores of :func:`sam_mito.metrics.dice_iou`. ``dataset``, ``base`` and ``finetuned`` are Hub
+        ids, or folder names for local paths (the report is shared with the model).
     """
     unknown = [mode for mode in modes if mode not in EVAL_MODES]
     if unknown:
@@ -233,10 +234,10 @@ def compare(
             )
         models[label] = (model, cache)
     report = {
-        "dataset": str(dataset),
+        "dataset": public_name(str(dataset)),
         "split": split,
-        "base": base,
-        "finetuned": finetuned,
+        "base": public_name(str(base)),
+        "finetuned": public_name(str(finetuned)),
         "results": results,
         "table": results_table(results),
     }

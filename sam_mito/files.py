@@ -1,19 +1,27 @@
-"""Write files and folders so that a failure, or a kill, never leaves half-written output."""
+"""Write files and folders so that a failure, or a kill, never leaves half-written output or harms an input."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import glob
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .errors import SamMitoError
 
 
 def check_output_dir(out_dir: str | Path, *, overwrite: bool) -> Path:
-    """Refuse a non-empty existing ``out_dir`` unless ``overwrite``; call before any long work.
+    """Refuse an ``out_dir`` that cannot be written, or a non-empty one unless ``overwrite``.
+
+    Call before any long work. A path that is a file, or lies under a file, is refused even with
+    ``overwrite``: only folders are ever replaced.
 
     Parameters
     ----------
@@ -28,18 +36,173 @@ def check_output_dir(out_dir: str | Path, *, overwrite: bool) -> Path:
         ``out_dir`` as a path.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+    for ancestor in (out_dir, *out_dir.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                where = "is a file" if ancestor == out_dir else f"lies under the file {ancestor}"
+                raise SamMitoError(f"{out_dir}: output folder {where}; expected a folder path")
+            break
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise SamMitoError(
             f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)"
         )
     return out_dir
 
 
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a == b:
+        return True
+    with contextlib.suppress(OSError):  # hard links, bind mounts
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    return False
+
+
+def check_outputs(
+    outputs: Mapping[str, str | Path | None],
+    inputs: Mapping[str, str | Path | None],
+    *,
+    replaced: bool = True,
+) -> None:
+    """Refuse outputs that could harm an input or each other; call before any work.
+
+    An output may not be an input (same path, symlink or hard link), lie inside an input folder,
+    or, when it is ``replaced`` as a whole, hold an input (replacing it would delete the input);
+    two outputs may not name the same path. ``None`` entries are skipped.
+
+    Parameters
+    ----------
+    outputs, inputs : mapping of str to path
+        Paths by the name the user gave them (a flag such as ``--output``, or a parameter name),
+        which the error message repeats.
+    replaced : bool, keyword-only
+        Whether an existing output is replaced as a whole (False: files are added to the folder).
+
+    Raises
+    ------
+    SamMitoError
+        Naming the output, the input and how they collide.
+    """
+    outs = {name: (path, _resolved(path)) for name, path in outputs.items() if path is not None}
+    ins = {name: (path, _resolved(path)) for name, path in inputs.items() if path is not None}
+    names = list(outs)
+    for index, name in enumerate(names):
+        for other in names[index + 1 :]:
+            if _same(outs[name][1], outs[other][1]):
+                raise SamMitoError(f"{outs[name][0]}: {name} and {other} name the same path; give two paths")
+    for name, (path, out) in outs.items():
+        for source, (given, read) in ins.items():
+            if _same(out, read):
+                raise SamMitoError(
+                    f"{path}: {name} is the same path as {source}; an output never overwrites an input"
+                )
+            if out.is_relative_to(read):
+                raise SamMitoError(
+                    f"{path}: {name} lies inside the {source} folder {given}; write it outside the inputs"
+                )
+            if replaced and read.is_relative_to(out):
+                raise SamMitoError(
+                    f"{path}: {name} holds {source} ({given}), which replacing it would delete; "
+                    "write it outside the inputs"
+                )
+
+
+# Ours are .<name>.<kind>-<pid>-<hex>; mkdtemp's of earlier versions .<name>.<kind>-<random>.
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<pid>\d+)-)?[0-9a-z_]+")
+
+
+def _sibling(out_dir: Path, kind: str) -> Path:
+    """A fresh ``.<name>.<kind>-<pid>-<random>`` path beside ``out_dir`` (not created)."""
+    return out_dir.with_name(f".{out_dir.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _alive(pid: int) -> bool:
+    """Whether another process ``pid`` runs on this machine (never true for this process)."""
+    if pid == os.getpid() or os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(out_dir: str | Path) -> None:
+    """Tidy what killed runs of :func:`atomic_directory` left beside ``out_dir``.
+
+    A ``.<name>.old-*`` folder is an earlier complete output moved aside: it is moved back if
+    ``out_dir`` is missing (the run died between its two renames), else removed. A
+    ``.<name>.tmp-*`` folder is a staging folder (or, after a swap, the old output) and is removed.
+    Leftovers of a process that is still running are left alone.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The final folder whose siblings are tidied.
+    """
+    out_dir = Path(out_dir)
+    for path in sorted(out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*-*")):
+        match = _LEFTOVER.fullmatch(path.name)
+        if not match or match["name"] != out_dir.name or (match["pid"] and _alive(int(match["pid"]))):
+            continue
+        old = path / out_dir.name if match["pid"] is None else path  # earlier versions nested it
+        if match["kind"] == "old" and old.is_dir() and not out_dir.exists():
+            os.rename(old, out_dir)
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False  # kernel or filesystem without exchange
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _move_in(staging: Path, out_dir: Path) -> None:
+    """Put ``staging`` at ``out_dir``; an existing ``out_dir`` is removed only once the new one is in place."""
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return
+    if _exchange(staging, out_dir):  # staging now holds the old output
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    retired = _sibling(out_dir, "old")
+    os.rename(out_dir, retired)  # a kill here leaves the old output aside: clean_leftovers moves it back
+    os.rename(staging, out_dir)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(out_dir: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out_dir`` that becomes ``out_dir`` only if the block succeeds.
+    """Yield a staging folder beside ``out_dir`` that becomes ``out_dir`` only if the block succeeds.
 
-    A failure inside the block removes the temporary folder and leaves ``out_dir`` untouched.
+    A failure inside the block removes the staging folder and leaves ``out_dir`` untouched. On
+    success the new folder is swapped in atomically where the system allows it (Linux), else
+    moved in right after the old one is moved aside; the old one is deleted last. So a kill at
+    any moment leaves the old or the new output under the final name, or (between the two renames
+    of the fallback) the old one aside, which the next run moves back. Leftovers of killed runs
+    are tidied first (:func:`clean_leftovers`). The staging folder is made with the usual
+    permissions (the process umask), not ``mkdtemp``'s 0700.
 
     Parameters
     ----------
@@ -55,24 +218,23 @@ def atomic_directory(out_dir: str | Path, *, overwrite: bool = False) -> Iterato
     """
     out_dir = check_output_dir(out_dir, overwrite=overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    clean_leftovers(out_dir)
+    staging = _sibling(out_dir, "tmp")
+    staging.mkdir()
     try:
         yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if out_dir.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, retired / out_dir.name)
-        shutil.rmtree(retired, ignore_errors=True)
-    os.replace(staging, out_dir)
+    _move_in(staging, out_dir)
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` that is renamed to ``path`` only if the block succeeds.
 
-    A failure inside the block removes the temporary file and leaves ``path`` untouched.
+    A failure inside the block removes the temporary file and leaves ``path`` untouched; a
+    ``.<name>.partial`` left by a killed run is removed before writing.
 
     Parameters
     ----------
@@ -86,6 +248,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
     try:
         yield partial
         os.replace(partial, path)

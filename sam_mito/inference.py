@@ -10,6 +10,7 @@ linearly to almost zero at the tile's edges, so no seam shows where tiles meet.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from transformers import SamModel, SamProcessor
 from .decoding import Box, decode_probabilities
 from .embeddings import encode, pixel_values
 from .errors import SamMitoError
-from .files import atomic_file
+from .files import atomic_file, check_outputs
 from .modeling import load_sam
 from .precision import Resolution, check_precision, resolve_precision
 from .prompts import GRID_SIZE, PREDICT_MODES, grid_points, label_instances, tile_box
@@ -75,6 +76,51 @@ def stitch(
         total[y : y + height, x : x + width] += w * values
         weight[y : y + height, x : x + width] += w
     return np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)
+
+
+def check_tile(tile: int | None, config, *, name: str = "tile") -> None:
+    """Refuse a tile side that is not positive or exceeds the model's input size.
+
+    A larger tile would be shrunk to the encoder's input, losing detail, and far larger ones
+    would exhaust memory.
+
+    Parameters
+    ----------
+    tile : int or None
+        Tile side in pixels (None: the model's default, always valid).
+    config : transformers.SamConfig
+        The model's configuration (``vision_config.image_size``).
+    name : str, keyword-only
+        How the caller calls the setting, repeated in the error (``--tile`` on the command line).
+    """
+    if tile is None:
+        return
+    limit = config.vision_config.image_size
+    if not 0 < tile <= limit:
+        raise SamMitoError(
+            f"{name} {tile}: expected 1 to {limit} pixels (the model's input size; larger tiles would "
+            "be shrunk to it)"
+        )
+
+
+def check_output_file(path: str | Path | None, *, name: str = "output_path") -> None:
+    """Refuse an output file path that is a folder, or whose folder is missing or a file.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        The file about to be written (None: nothing to check).
+    name : str, keyword-only
+        How the caller calls it, repeated in the error (``--output`` on the command line).
+    """
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise SamMitoError(f"{path}: {name} is an existing folder; expected a file path such as mask.tif")
+    if not path.parent.is_dir():
+        problem = "is not a folder" if path.parent.exists() else "does not exist"
+        raise SamMitoError(f"{path}: {name}'s folder {path.parent} {problem}")
 
 
 def _boxes_in_tile(boxes: list[Box], y: int, x: int, tile: int) -> list[Box]:
@@ -129,7 +175,8 @@ class Segmenter:
             raise SamMitoError(f"mode '{mode}': expected one of {PREDICT_MODES}")
         check_precision(precision)
         trained = getattr(model.config, "sam_mito", None) or {}
-        self.tile = int(tile or trained.get("patch_size", DEFAULT_TILE))
+        check_tile(tile, model.config)
+        self.tile = int(trained.get("patch_size", DEFAULT_TILE) if tile is None else tile)
         self.normalization = trained.get("normalization", NORMALIZATION)
         tile_origins(self.tile, self.tile, overlap)  # validates overlap against the tile
         self.model, self.processor = model.eval(), processor
@@ -257,25 +304,31 @@ def predict_stack(
 ) -> tuple[int, ...]:
     """Segment an image, stack or slice folder into a 0/255 ``uint8`` TIFF of the same shape.
 
-    The input is normalised by the rule the model was trained with (``config.sam_mito``). Slices stream through one at a time; the mask (and the float32 probability map, if asked for)
-    are written to temporary files beside the outputs and renamed into place only when every slice
-    is done, so a failure leaves nothing half-written. Returns the output shape.
+    The input is normalised by the rule the model was trained with (``config.sam_mito``), after
+    one pass that refuses non-finite intensities. Slices stream through one at a time; the mask
+    (and the float32 probability map, if asked for) are written to temporary files beside the
+    outputs and renamed into place only when every slice is done, so a failure leaves nothing
+    half-written. An output may not be an input, lie inside an input folder, be a folder, or
+    name the same path as the other output. Returns the output shape.
     """
+    outputs = {"output_path": output_path, "probabilities_path": probabilities_path}
+    check_outputs(outputs, {"input_path": input_path, "boxes_path": boxes_path})
+    for name, path in outputs.items():
+        check_output_file(path, name=name)
     volume = open_volume(input_path)
     volume_shape = volume.shape
     shape = volume.shape[1:] if volume.single_image else volume.shape
     boxes = read_boxes(boxes_path, volume_shape) if boxes_path is not None else None
     if segmenter.mode == "boxes" and boxes is None:
         raise SamMitoError("mode 'boxes' needs a boxes JSON file (--boxes)")
+    slices = volume.slices(segmenter.normalization)
+    first = next(slices)  # checks the rule and scans the volume (NaN, inf) before anything is written
     targets = [Path(output_path)] + ([Path(probabilities_path)] if probabilities_path else [])
-    for target in targets:
-        if not target.parent.is_dir():
-            raise SamMitoError(f"{target}: folder {target.parent} does not exist")
     with contextlib.ExitStack() as files:  # writers close before their files are renamed into place
         writers = [
             files.enter_context(tifffile.TiffWriter(files.enter_context(atomic_file(t)))) for t in targets
         ]
-        slices = volume.slices(segmenter.normalization)
+        slices = itertools.chain([first], slices)
         progress = tqdm(slices, total=volume_shape[0], desc="predicting", unit="slice")
         for index, image in enumerate(progress):
             probability = segmenter.probabilities(image, boxes.get(index, []) if boxes else None)

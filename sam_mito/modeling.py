@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     SamConfig,
     SamMaskDecoderConfig,
@@ -91,7 +92,14 @@ def load_sam(name_or_path: str = DEFAULT_MODEL) -> tuple[SamModel, SamProcessor]
             f"{source}: model_type is '{config.model_type}', expected a SAM checkpoint ('sam')"
         )
     # SDPA attention: measured 2x faster than eager on the ViT-B encoder on CPU (BENCHMARKS.md).
-    model = SamModel.from_pretrained(source, attn_implementation="sdpa")
+    try:
+        model = SamModel.from_pretrained(source, attn_implementation="sdpa")
+    except (OSError, SafetensorError) as err:
+        weights = local / "model.safetensors" if local.is_dir() else source
+        raise SamMitoError(
+            f"{weights}: cannot load the SAM weights ({str(err).splitlines()[0]}); the file is missing, "
+            "truncated or corrupt: copy or download it again"
+        ) from err
     try:
         processor = SamProcessor.from_pretrained(source)
     except (OSError, ValueError):

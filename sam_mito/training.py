@@ -11,16 +11,19 @@ import datasets
 import numpy as np
 import torch
 from transformers import EvalPrediction, SamModel, SamProcessor, Trainer, set_seed
+from transformers.trainer_utils import HubStrategy
+from transformers.utils import PushInProgress
 
 from .config import SamMitoConfig
 from .decoding import decode, pad_boxes
 from .embeddings import EmbeddingCache, build_cache, pixel_values
 from .errors import SamMitoError
-from .hub import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo, public_name
+from .hub import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo, public_json, public_name
 from .losses import DiceCELoss
 from .metrics import dice_iou
 from .modeling import TINY_BASE, freeze_for_decoder_training, load_sam, processor_for, tiny_base_path
 from .prompts import BOX_COLUMNS, jitter_boxes, label_instances, row_boxes
+from .uploads import push_model
 from .volumes import NORMALIZATION
 
 logger = logging.getLogger(__name__)
@@ -201,6 +204,11 @@ class SamMitoTrainer(Trainer):
     ) -> None:
         if args is None:
             raise SamMitoError("SamMitoTrainer needs args=SamMitoConfig(output_dir=...)")
+        if args.push_to_hub and args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            raise SamMitoError(
+                f"hub_strategy '{args.hub_strategy.value}' would upload optimizer and RNG state; sam-mito "
+                "uploads the model only: use 'end' or 'every_save'"
+            )
         model = args.model_name_or_path if model is None else model
         if isinstance(model, str | Path):
             model, processor = load_sam(str(model))
@@ -278,10 +286,76 @@ class SamMitoTrainer(Trainer):
         return loss.detach(), merged, reference
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """Save weights and processor, plus the run's settings as token-free JSON."""
+        """Save weights and processor, plus the run's settings as JSON with no token and no local paths.
+
+        ``training_args.bin``, which the Trainer pickles, holds no token either (see
+        :meth:`sam_mito.config.SamMitoConfig.__getstate__`).
+        """
         super()._save(output_dir, state_dict=state_dict)
-        folder = Path(output_dir or self.args.output_dir)
-        (folder / TRAINING_CONFIG).write_text(self.args.to_json_string())
+        if self.args.should_save:
+            folder = Path(output_dir or self.args.output_dir)
+            settings = public_json(self.args.to_dict())  # to_dict masks every *_token field
+            (folder / TRAINING_CONFIG).write_text(json.dumps(settings, indent=2))
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Save, write the card, and upload only the model's files (:func:`sam_mito.uploads.push_model`).
+
+        ``Trainer.push_to_hub`` uploads the whole output folder but ``checkpoint-*``; this sends
+        the allow-list :data:`sam_mito.uploads.MODEL_FILES`: never ``training_args.bin``, optimizer,
+        scheduler or RNG state, logs, caches or stray files. Arguments as for ``Trainer.push_to_hub``.
+        """
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
+        self.create_model_card(model_name=model_name, **kwargs)
+        self._finish_current_push()
+        return push_model(
+            self.args.output_dir,
+            self.hub_model_id,
+            token=token,
+            create=False,
+            commit_message=commit_message or "End of training",
+            revision=revision or self.args.hub_revision,
+            blocking=blocking,
+        )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Upload a checkpoint's model files in the background (``hub_strategy="every_save"``).
+
+        Only :func:`sam_mito.uploads.model_files` of the checkpoint go: never its optimizer,
+        scheduler or RNG state, nor ``training_args.bin``.
+        """
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        if not self.args.hub_always_push and self.push_in_progress and not self.push_in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        job = push_model(
+            checkpoint_folder,
+            self.hub_model_id,
+            token=self.args.hub_token,
+            create=False,
+            commit_message=f"Training in progress, step {self.state.global_step}",
+            revision=self.args.hub_revision,
+            blocking=False,
+        )
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress([job])
+        else:
+            self.push_in_progress.jobs.append(job)
 
     def card_info(self) -> ModelCardInfo:
         """What the model card shows about this run (:class:`sam_mito.hub.ModelCardInfo`)."""

@@ -44,3 +44,22 @@ def tiny_model_dir(tmp_path_factory):
     SamModel(config).save_pretrained(out)
     processor_for(config).save_pretrained(out)
     return out
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``sam-mito ARGS...`` in-process; returns (exit status, stdout, stderr).
+
+    argparse rejects a malformed flag value by raising SystemExit(2); that counts as the status.
+    """
+    from sam_mito.cli import main
+
+    def run(*argv):
+        try:
+            status = main([str(arg) for arg in argv])
+        except SystemExit as exit:
+            status = exit.code
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run

@@ -1,6 +1,8 @@
 """Patching, splits, the Hub-format dataset folder and its card."""
 
+import os
 import re
+import stat
 from dataclasses import asdict
 
 import datasets
@@ -181,6 +183,16 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
         raise RuntimeError("disk full")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dataset_folders_get_the_usual_permissions(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        prepare_dataset(tmp_path / "ds", synthetic_shape=(4, 256, 256), seed=0)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "ds").stat().st_mode) == 0o750  # as mkdir makes it, not mkdtemp's 0700
+    assert stat.S_IMODE((tmp_path / "ds" / "data").stat().st_mode) == 0o750
 
 
 def test_existing_output_needs_overwrite(tmp_path, dataset_dir):

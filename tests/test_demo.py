@@ -12,7 +12,19 @@ from sam_mito.prompts import EVAL_MODES
 
 def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--steps", "3"]) == 0
+    stale = [
+        "notes.txt",
+        "model/checkpoint-500/optimizer.pt",
+        "model/training_args.bin",
+        "dataset/data/x.parquet",
+    ]
+    for name in stale:  # an earlier run's output: --overwrite replaces the whole folder
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("stale")
+    assert main(["demo", "--out", str(out), "--steps", "3", "--overwrite"]) == 0
+    assert [name for name in stale if (out / name).exists() and (out / name).read_bytes() == b"stale"] == []
+    assert not (out / "model" / "checkpoint-500").exists() and not (out / "notes.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no staging or old folder left beside it
     printed = capsys.readouterr().out
     evaluation = json.loads((out / "model" / "comparison.json").read_text())
     assert {(r["model"], r["mode"]) for r in evaluation["results"]} == {

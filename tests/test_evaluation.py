@@ -95,17 +95,38 @@ def test_report_json_table_figure_and_card_agree(dataset_dir, finetuned_dir, cap
 
 def test_push_uploads_model_with_metrics_and_figure(dataset_dir, finetuned_dir, tmp_path):
     argv = ["evaluate", "--base", TINY_BASE, "--finetuned", str(finetuned_dir), "--dataset", str(dataset_dir)]
+    (finetuned_dir / "notes.txt").write_text("a stray file")
     with (
         mock.patch("huggingface_hub.HfApi.create_repo") as create,
-        mock.patch("huggingface_hub.HfApi.upload_folder") as upload,
+        mock.patch("huggingface_hub.HfApi.create_commit") as commit,
     ):
         assert main([*argv, "--prompt", "union", "tile", "--push-to-hub", "me/sam-mito-demo"]) == 0
-    create.assert_called_once_with("me/sam-mito-demo", repo_type="model", exist_ok=True)
-    staged = Path(upload.call_args.kwargs["folder_path"])
-    assert {"README.md", "comparison.json", "comparison.png", "model.safetensors"} <= {
-        p.name for p in staged.iterdir()
+    create.assert_called_once_with("me/sam-mito-demo", repo_type="model", exist_ok=True, private=None)
+    sent = {op.path_in_repo: Path(op.path_or_fileobj) for op in commit.call_args.kwargs["operations"]}
+    assert sorted(sent) == [  # exactly the allow-list: no training_args.bin, trainer_state.json, stray file
+        "README.md",
+        "all_results.json",
+        "card_data.json",
+        "comparison.json",
+        "comparison.png",
+        "config.json",
+        "eval_results.json",
+        "evaluation.md",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "train_results.json",
+        "training_config.json",
+    ]
+    assert {"training_args.bin", "trainer_state.json", "notes.txt"} <= {
+        p.name for p in finetuned_dir.iterdir()
     }
-    names = {m.metric_name for m in ModelCard.load(staged / "README.md").data.eval_results}
+    for path in sent.values():
+        assert str(dataset_dir.parent) not in path.read_bytes().decode("utf-8", "replace"), path
+    report = json.loads(sent["comparison.json"].read_text())
+    assert (report["dataset"], report["base"], report["finetuned"]) == (dataset_dir.name, TINY_BASE, "model")
+    # The Trainer's validation metrics keep the Trainer's schema beside sam-mito's comparison.
+    assert set(json.loads(sent["eval_results.json"].read_text())) >= {"eval_dice", "eval_iou", "eval_loss"}
+    names = {m.metric_name for m in ModelCard.load(sent["README.md"]).data.eval_results}
     assert names == {
         f"{n} ({mode})"
         for n in ("Dice", "IoU", "pooled IoU")

@@ -1,38 +1,55 @@
-"""Pushing folders to the Hub (mocked at the huggingface_hub boundary) and finding card templates."""
+"""Card metadata (licence, size category), JSON made shareable, card templates, atomic files."""
 
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
+from huggingface_hub import DatasetCard
 
 from sam_mito.data import prepare_dataset
-from sam_mito.hub import card_template
+from sam_mito.hub import card_template, public_json, size_category
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_push_to_hub_uploads_the_written_folder(tmp_path):
-    with (
-        mock.patch("huggingface_hub.HfApi.create_repo") as create,
-        mock.patch("huggingface_hub.HfApi.upload_folder") as upload,
-    ):
-        prepare_dataset(tmp_path / "ds", synthetic_shape=(4, 256, 256), seed=0, push_to_hub="me/mito-patches")
-    create.assert_called_once_with("me/mito-patches", repo_type="dataset", exist_ok=True)
-    kwargs = upload.call_args.kwargs
-    assert kwargs["repo_id"] == "me/mito-patches" and kwargs["repo_type"] == "dataset"
-    staged = Path(kwargs["folder_path"])
-    assert (staged / "README.md").exists()
-    names = sorted(p.name for p in (staged / "data").iterdir())
-    assert [re.sub("-[0-9a-f]{16}[.]", ".", name) for name in names] == [
-        "test-00000-of-00001.parquet",
-        "train-00000-of-00001.parquet",
-        "validation-00000-of-00001.parquet",
-    ]
-    assert kwargs["delete_patterns"] == ["data/*.parquet"]  # drops an earlier push's fingerprinted files
+def test_synthetic_data_is_licensed_like_sam_mito(tmp_path):
+    prepare_dataset(tmp_path / "ds", synthetic_shape=(4, 256, 256), seed=0)
+    data = DatasetCard.load(tmp_path / "ds" / "README.md").data.to_dict()
+    assert data["license"] == "apache-2.0" and "license_name" not in data
+
+
+@pytest.mark.parametrize(
+    ("rows", "category"),
+    [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (54_321, "10K<n<100K"), (2 * 10**6, "1M<n<10M")],
+)
+def test_size_categories_follow_the_hub_buckets(rows, category):
+    assert size_category(rows) == category
+
+
+def test_shared_json_holds_no_local_paths(tmp_path):
+    settings = {
+        "output_dir": str(tmp_path / "model"),
+        "logging_dir": str(tmp_path / "model" / "runs" / "Nov25"),
+        "dataset": str(tmp_path / "patches"),
+        "relative": "./patches",
+        "home": "~/data/patches",
+        "hub": "me/patches",
+        "mode": "union box (from ground truth)",
+        "nested": [{"path": str(tmp_path)}, 3, None],
+    }
+    public = public_json(settings)
+    assert public == {
+        "output_dir": "model",
+        "logging_dir": "Nov25",
+        "dataset": "patches",
+        "relative": "patches",
+        "home": "patches",
+        "hub": "me/patches",
+        "mode": "union box (from ground truth)",
+        "nested": [{"path": tmp_path.name}, 3, None],
+    }
 
 
 def test_templates_are_found_in_the_installed_package():

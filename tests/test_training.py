@@ -2,7 +2,6 @@
 
 import json
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -192,22 +191,6 @@ def test_train_recipe_saves_a_stock_loadable_model_with_card(tmp_path, tiny_mode
     assert json.loads((out / "eval_results.json").read_text())["eval_dice"] == pytest.approx(
         metrics["eval_dice"]
     )
-
-
-def test_push_to_hub_uploads_model_and_our_card(tmp_path, tiny_model_dir, dataset_dir):
-    config = _config(
-        tmp_path, tiny_model_dir, dataset_dir, push_to_hub=True, hub_model_id="me/sam-mito-test", max_steps=1
-    )
-    with (
-        mock.patch("huggingface_hub.HfApi.create_repo") as create,
-        mock.patch("huggingface_hub.HfApi.upload_folder") as upload,
-    ):
-        create.return_value = mock.Mock(repo_id="me/sam-mito-test")
-        train(config)
-    assert upload.call_args.kwargs["repo_id"] == "me/sam-mito-test"
-    staged = Path(upload.call_args.kwargs["folder_path"])
-    assert (staged / "model.safetensors").exists() and (staged / "preprocessor_config.json").exists()
-    assert "sam-mito" in (staged / "README.md").read_text()
 
 
 def test_config_file_with_flag_overrides(tmp_path):
