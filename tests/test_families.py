@@ -174,6 +174,19 @@ def test_cached_features_decode_like_the_encoder_in_the_loop(family_dir):
     assert torch.allclose(cached, direct, atol=1e-2 * direct.abs().max().item())
 
 
+def test_a_sams_fingerprint_is_what_it_was_so_existing_caches_stay_valid():
+    import hashlib
+
+    torch.manual_seed(0)
+    sam = SamModel(tiny_sam_config())
+    # Before the families: SHA-256 of the vision config JSON, then each vision-encoder tensor by name.
+    digest = hashlib.sha256(json.dumps(sam.config.vision_config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(sam.vision_encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.float().contiguous().numpy().tobytes())
+    assert encoder_fingerprint(sam) == digest.hexdigest()
+
+
 def test_the_cache_key_covers_the_family_and_sam2s_encoder_side_projections(tmp_path):
     sam = SamModel(tiny_sam_config())
     hq = SamHQModel(tiny_sam_hq_config())
