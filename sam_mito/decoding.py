@@ -13,11 +13,14 @@ import torch.nn.functional as F
 from transformers import SamModel
 
 from .errors import SamMitoError
+from .families import decoder_inputs, family_of, input_size
 
 Box = list[float]
 
 
-def prompts_to_input(coords: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
+def prompts_to_input(
+    coords: torch.Tensor, size: tuple[int, int], image_size: int, *, pad: bool = True
+) -> torch.Tensor:
     """Scale boxes ``(..., 4)`` or points ``(..., 2)`` from image pixels to the resized encoder input.
 
     Parameters
@@ -28,21 +31,29 @@ def prompts_to_input(coords: torch.Tensor, size: tuple[int, int], image_size: in
         ``(height, width)`` of that image.
     image_size : int
         The encoder's input side (the longest edge is resized to it).
+    pad : bool, keyword-only
+        The image was resized by its longest edge and padded (SAM, SAM-HQ); False: resized to an
+        ``image_size`` square (SAM 2.1).
 
     Returns
     -------
     torch.Tensor
-        The same prompts in encoder-input pixels, as ``SamProcessor`` rescales them.
+        The same prompts in encoder-input pixels, as ``SamProcessor`` (``Sam2Processor``) rescales them.
     """
     height, width = size
-    scale = image_size / max(height, width)
-    new_h, new_w = int(height * scale + 0.5), int(width * scale + 0.5)
+    if pad:
+        scale = image_size / max(height, width)
+        new_h, new_w = int(height * scale + 0.5), int(width * scale + 0.5)
+    else:
+        new_h = new_w = image_size
     pairs = coords.shape[-1] // 2
     factor = torch.tensor([new_w / width, new_h / height] * pairs, dtype=coords.dtype)
     return coords * factor.to(coords.device)
 
 
-def masks_to_image(low_res: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
+def masks_to_image(
+    low_res: torch.Tensor, size: tuple[int, int], image_size: int, *, pad: bool = True
+) -> torch.Tensor:
     """Map SAM's low-resolution mask logits ``(..., h, w)`` back onto the original ``size`` image.
 
     The low-resolution grid covers the padded encoder input; the part covering the resized image
@@ -57,6 +68,9 @@ def masks_to_image(low_res: torch.Tensor, size: tuple[int, int], image_size: int
         ``(height, width)`` of the original image.
     image_size : int
         The encoder's input side.
+    pad : bool, keyword-only
+        As in :func:`prompts_to_input`; False: the whole grid covers the image (nothing is cropped,
+        as ``Sam2Processor.post_process_masks``).
 
     Returns
     -------
@@ -64,10 +78,13 @@ def masks_to_image(low_res: torch.Tensor, size: tuple[int, int], image_size: int
         Logits ``(..., height, width)``.
     """
     height, width = size
-    scale = image_size / max(height, width)
     low_h, low_w = low_res.shape[-2:]
-    crop_h = max(1, round(height * scale * low_h / image_size))
-    crop_w = max(1, round(width * scale * low_w / image_size))
+    if pad:
+        scale = image_size / max(height, width)
+        crop_h = max(1, round(height * scale * low_h / image_size))
+        crop_w = max(1, round(width * scale * low_w / image_size))
+    else:
+        crop_h, crop_w = low_h, low_w
     lead = low_res.shape[:-2]
     cropped = low_res[..., :crop_h, :crop_w].reshape(-1, 1, crop_h, crop_w)
     resized = F.interpolate(cropped, size=(height, width), mode="bilinear", align_corners=False)
@@ -129,12 +146,13 @@ def decode(
 
     Parameters
     ----------
-    model : SamModel
-        Any SAM, possibly wrapped for distributed training.
+    model : SamModel, SamHQModel or Sam2Model
+        Any SAM-family model, possibly wrapped for distributed training.
     size : tuple of int
         ``(H, W)`` of the images the prompts refer to, in pixels.
     image_embeddings, pixel_values : torch.Tensor, keyword-only
-        Exactly one: cached embeddings ``(B, C, h, w)`` or encoder inputs ``(B, 3, S, S)``.
+        Exactly one: cached features (SAM: embeddings ``(B, C, h, w)``; other families: the rows of
+        :func:`sam_mito.families.image_features`) or encoder inputs ``(B, 3, S, S)``.
     boxes : torch.Tensor, keyword-only
         ``(B, K, 4)`` boxes ``[x0, y0, x1, y1]`` in image pixels: masks per box.
     points : torch.Tensor, keyword-only
@@ -151,22 +169,22 @@ def decode(
         raise SamMitoError("decode: give exactly one of boxes or points")
     if (image_embeddings is None) == (pixel_values is None):
         raise SamMitoError("decode: give exactly one of image_embeddings or pixel_values")
-    image_size = getattr(model, "module", model).config.vision_config.image_size  # DDP wraps the model
+    config = getattr(model, "module", model).config  # DDP wraps the model
+    image_size, pad = input_size(config), family_of(config).pads
     device = next(model.parameters()).device
     if boxes is not None:
-        prompt = {"input_boxes": prompts_to_input(boxes.float(), size, image_size).to(device)}
+        prompt = {"input_boxes": prompts_to_input(boxes.float(), size, image_size, pad=pad).to(device)}
     else:
         prompt = {
-            "input_points": prompts_to_input(points.float(), size, image_size).to(device),
+            "input_points": prompts_to_input(points.float(), size, image_size, pad=pad).to(device),
             "input_labels": torch.ones(points.shape[:-1], dtype=torch.long, device=device),
         }
-    image = {"image_embeddings": image_embeddings} if image_embeddings is not None else {}
-    if pixel_values is not None:
-        image["pixel_values"] = pixel_values
-    outputs = model(
-        **{k: v.to(device) for k, v in image.items()}, multimask_output=multimask_output, **prompt
-    )
-    return Decoded(masks_to_image(outputs.pred_masks, size, image_size), outputs.iou_scores)
+    if image_embeddings is not None:
+        image = decoder_inputs(config, image_embeddings, device)
+    else:
+        image = {"pixel_values": pixel_values.to(device)}
+    outputs = model(**image, multimask_output=multimask_output, **prompt)
+    return Decoded(masks_to_image(outputs.pred_masks, size, image_size, pad=pad), outputs.iou_scores)
 
 
 def decode_probabilities(

@@ -23,6 +23,7 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 from transformers import SamModel, SamProcessor
 
+from .families import embedding_shape, image_features
 from .files import atomic_file
 from .modeling import encoder_fingerprint
 from .precision import (
@@ -65,6 +66,9 @@ def pixel_values(processor: SamProcessor, images: list) -> torch.Tensor:
 def encode(model: SamModel, pixels: torch.Tensor, *, precision: str = "fp32") -> torch.Tensor:
     """Run the frozen vision encoder on ``pixels``; returns float32 embeddings ``(B, C, h, w)``.
 
+    SAM-HQ and SAM 2.1 return one flat row per image holding every feature map their decoder needs
+    (:func:`sam_mito.families.image_features`); :func:`sam_mito.decoding.decode` takes either.
+
     ``precision="bf16"`` runs under bfloat16 autocast (the fast path on GPUs and on CPUs with bf16
     instructions); the result is returned in float32 either way. ``auto`` is not accepted here:
     resolve it first with :func:`sam_mito.precision.resolve_precision`.
@@ -75,7 +79,7 @@ def encode(model: SamModel, pixels: torch.Tensor, *, precision: str = "fp32") ->
         torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     )
     with torch.inference_mode(), autocast:
-        return model.get_image_embeddings(pixels.to(device)).float()
+        return image_features(model, pixels.to(device)).float()
 
 
 def dataset_fingerprint(split: datasets.Dataset) -> str:
@@ -211,8 +215,7 @@ def build_cache(
     if state.is_main_process:
         cache_dir.mkdir(parents=True, exist_ok=True)
         meta_path.unlink(missing_ok=True)
-        side = model.config.prompt_encoder_config.image_embedding_size
-        shape = (len(split), model.config.vision_config.output_channels, side, side)
+        shape = (len(split), *embedding_shape(model.config))
         np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
     state.wait_for_everyone()
     array = np.load(partial, mmap_mode="r+", allow_pickle=False)

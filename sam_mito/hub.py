@@ -15,6 +15,7 @@ import numpy as np
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
 from .errors import SamMitoError
+from .families import FAMILIES
 from .files import atomic_directory, atomic_file
 from .prompts import GROUND_TRUTH_MODES
 
@@ -286,6 +287,8 @@ class ModelCardInfo:
         What the card's usage snippet loads.
     demo_base : bool
         The base is the packaged tiny demonstration SAM.
+    family : str
+        The base's family, a key of :data:`sam_mito.families.FAMILIES` (``sam``, ``sam_hq``, ``sam2``).
     results : list of dict
         Fine-tuned scores, rows with ``mode``, ``split`` and :data:`METRIC_NAMES` keys.
     results_table : str
@@ -305,6 +308,7 @@ class ModelCardInfo:
     hyperparameters: dict
     repo_or_path: str
     demo_base: bool = False
+    family: str = "sam"
     results: list[dict] = field(default_factory=list)
     results_table: str = ""
     figure: str | None = None
@@ -353,6 +357,7 @@ class ModelCardInfo:
             template_str=card_template("model_card.md"),
             model_name=model_name,
             info=self,
+            family=FAMILIES[self.family],
             trainable=f"{self.trainable_parameters:,}",
             total=f"{self.total_parameters:,}",
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from transformers import (
+    PreTrainedConfig,
     SamConfig,
     SamMaskDecoderConfig,
     SamModel,
@@ -18,8 +19,8 @@ from transformers import (
     SamPromptEncoderConfig,
     SamVisionConfig,
 )
-from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
+from . import families
 from .errors import SamMitoError
 
 logger = logging.getLogger(__name__)
@@ -57,22 +58,19 @@ def tiny_sam_config(*, image_size: int = 256, hidden: int = 64) -> SamConfig:
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
-def processor_for(config: SamConfig) -> SamProcessor:
-    """A SamProcessor whose resize/pad size matches the model's input size (no torchvision needed)."""
-    size = config.vision_config.image_size
-    low_res = config.prompt_encoder_config.image_embedding_size * 4
-    image_processor = SamImageProcessorPil(
-        size={"longest_edge": size},
-        pad_size={"height": size, "width": size},
-        mask_size={"longest_edge": low_res},
-        mask_pad_size={"height": low_res, "width": low_res},
-    )
-    return SamProcessor(image_processor=image_processor)
+def processor_for(config) -> SamProcessor:
+    """A processor whose resize/pad size matches the model's input size, for any family (no torchvision).
+
+    SAM and SAM-HQ get a ``SamProcessor`` / ``SamHQProcessor``; SAM 2.1 a
+    :class:`sam_mito.families.TorchSam2Processor`.
+    """
+    return families.processor_for(config)
 
 
 def load_sam(name_or_path: str = DEFAULT_MODEL) -> tuple[SamModel, SamProcessor]:
-    """Load a SAM model and its processor from a Hub id, a local folder, or :data:`TINY_BASE`.
+    """Load a SAM, SAM-HQ or SAM 2.1 model and its processor from a Hub id, a folder, or :data:`TINY_BASE`.
 
+    The family comes from the checkpoint's ``model_type`` (:func:`sam_mito.families.family_of`).
     Never runs remote code. Without network access, a Hub id that is not in the local cache fails
     with one line suggesting the local-folder route.
     """
@@ -81,28 +79,23 @@ def load_sam(name_or_path: str = DEFAULT_MODEL) -> tuple[SamModel, SamProcessor]
     if local.exists() and not (local / "config.json").exists():
         raise SamMitoError(f"{source}: not a SAM checkpoint folder (no config.json)")
     try:
-        config = SamConfig.from_pretrained(source)
+        config_dict, _ = PreTrainedConfig.get_config_dict(source)
     except (OSError, ValueError) as err:
         raise SamMitoError(
             f"cannot load SAM '{name_or_path}': {str(err).splitlines()[0]} "
             "(offline or wrong id? download it once with `hf download ID --local-dir DIR` and pass DIR)"
         ) from err
-    if getattr(config, "model_type", None) != "sam":
-        raise SamMitoError(
-            f"{source}: model_type is '{config.model_type}', expected a SAM checkpoint ('sam')"
-        )
-    # SDPA attention: measured 2x faster than eager on the ViT-B encoder on CPU (BENCHMARKS.md).
+    family = families.family_of(config_dict, source=source)
     try:
-        model = SamModel.from_pretrained(source, attn_implementation="sdpa")
+        model = families.load_model(source, config_dict, family)
     except (OSError, SafetensorError) as err:
         weights = local / "model.safetensors" if local.is_dir() else source
         raise SamMitoError(
             f"{weights}: cannot load the SAM weights ({str(err).splitlines()[0]}); the file is missing, "
             "truncated or corrupt: copy or download it again"
         ) from err
-    try:
-        processor = SamProcessor.from_pretrained(source)
-    except (OSError, ValueError):
+    processor = families.load_processor(source, model.config)
+    if processor is None:
         logger.warning("%s has no processor config; using one matched to the model's input size", source)
         processor = processor_for(model.config)
     return model, processor
@@ -111,13 +104,17 @@ def load_sam(name_or_path: str = DEFAULT_MODEL) -> tuple[SamModel, SamProcessor]
 def freeze_for_decoder_training(model: SamModel) -> tuple[int, int]:
     """Freeze everything but the mask decoder (vision encoder, prompt encoder, shared embedding).
 
+    What counts as the decoder is the family's (:func:`sam_mito.families.is_trainable`): SAM 2.1's
+    ``conv_s0``/``conv_s1`` run at encoding time and stay frozen with the encoder.
+
     Returns
     -------
     trainable, total : int
         Parameter counts after freezing.
     """
+    family = families.family_of(model.config)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad = name.startswith(TRAINABLE_PREFIX)
+        parameter.requires_grad = families.is_trainable(family, name)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info(
@@ -127,9 +124,17 @@ def freeze_for_decoder_training(model: SamModel) -> tuple[int, int]:
 
 
 def encoder_fingerprint(model: SamModel) -> str:
-    """SHA-256 over the vision configuration and vision-encoder weights: what image embeddings depend on."""
-    digest = hashlib.sha256(json.dumps(model.config.vision_config.to_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(model.vision_encoder.state_dict().items()):
+    """SHA-256 over the vision configuration and encoder weights: what the cached features depend on.
+
+    For SAM-HQ and SAM 2.1 the family name is hashed too, and SAM 2.1's encoder-side decoder
+    projections (:func:`sam_mito.families.encoder_tensors`); a SAM's fingerprint is unchanged.
+    """
+    header = model.config.vision_config.to_dict()
+    family = families.family_of(model.config).name
+    if family != "sam":
+        header = {"family": family, "vision_config": header}
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    for name, tensor in sorted(families.encoder_tensors(model).items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()

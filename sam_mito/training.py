@@ -18,6 +18,7 @@ from .config import SamMitoConfig
 from .decoding import decode, pad_boxes
 from .embeddings import EmbeddingCache, build_cache, pixel_values
 from .errors import SamMitoError
+from .families import family_of
 from .hub import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo, public_json, public_name
 from .losses import DiceCELoss
 from .metrics import dice_iou
@@ -212,7 +213,7 @@ class SamMitoTrainer(Trainer):
         model = args.model_name_or_path if model is None else model
         if isinstance(model, str | Path):
             model, processor = load_sam(str(model))
-        elif isinstance(processing_class, SamProcessor):
+        elif hasattr(processing_class, "image_processor"):  # SamProcessor or another family's
             processor = processing_class
         elif processing_class is not None:
             processor = SamProcessor(image_processor=processing_class)
@@ -366,6 +367,7 @@ class SamMitoTrainer(Trainer):
         keys += ("gradient_accumulation_steps", steps, "lr_scheduler_type", "embedding_cache")
         return ModelCardInfo(
             base_model=public_name(base),
+            family=family_of(self.model.config).name,
             dataset=public_name(str(args.dataset)),
             train_split=args.train_split,
             prompt_mode=args.prompt_mode,

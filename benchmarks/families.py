@@ -1,0 +1,268 @@
+#!/usr/bin/env python
+"""Bench: the SAM families side by side (SAM ViT-B, SAM-HQ ViT-B, SAM 2.1 Hiera), through sam-mito.
+
+Per family: encoder seconds per image, embedding-cache MiB per patch, one cached decoder training
+step (batch 2, through the Trainer) and prompt-free prediction of a 768x1024 slice (20 tiles of 256
+px). Full mode uses each family's default transformers configuration (ViT-B for ``SamConfig`` and
+``SamHQConfig``, the four-stage Hiera of ``Sam2Config``) with random weights: speed does not depend
+on the weights. Quick mode runs the same code on the tiny test configurations. The encoder runs in
+fp32 for every family, so the families are compared on the same footing.
+
+``python benchmarks/families.py [--quick] [--encoder-only]`` prints the Markdown section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import multiprocessing
+import statistics
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+FAMILY_ORDER = ("sam", "sam_hq", "sam2")
+PARTS = ("encoder", "cache", "training", "slice")
+SLICE = (768, 1024)
+
+
+def _config(family: str, quick: bool):
+    """The family's default configuration (full) or its tiny test configuration (quick)."""
+    from transformers import Sam2Config, SamConfig, SamHQConfig, SamHQVisionConfig, SamVisionConfig
+
+    from sam_mito.families import tiny_sam2_config, tiny_sam_hq_config
+    from sam_mito.modeling import tiny_sam_config
+
+    if quick:
+        return {"sam": tiny_sam_config, "sam_hq": tiny_sam_hq_config, "sam2": tiny_sam2_config}[family]()
+    # SAM's own vision initializer (1e-10) makes activations vanish; 0.02 gives realistic magnitudes.
+    if family == "sam":
+        return SamConfig(vision_config=SamVisionConfig(initializer_range=0.02))
+    if family == "sam_hq":
+        return SamHQConfig(vision_config=SamHQVisionConfig(initializer_range=0.02))
+    return Sam2Config()
+
+
+def _architecture(family: str, quick: bool) -> str:
+    if quick:
+        return "tiny test config"
+    return {"sam": "ViT-B", "sam_hq": "ViT-B", "sam2": "Hiera, Sam2Config default"}[family]
+
+
+def _timed(function) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = function()
+    return time.perf_counter() - start, value
+
+
+def _model_dir(family: str, workdir: Path, quick: bool) -> Path:
+    import torch
+
+    from sam_mito.families import FAMILIES, processor_for
+
+    folder = workdir / f"model-{family}-{'tiny' if quick else 'full'}"
+    if not folder.exists():
+        torch.manual_seed(0)
+        config = _config(family, quick)
+        FAMILIES[family].model_class(config).save_pretrained(folder)
+        processor_for(config).save_pretrained(folder)
+    return folder
+
+
+def _data_dir(workdir: Path) -> Path:
+    from sam_mito.data import prepare_dataset
+
+    folder = workdir / "data"
+    if not folder.exists():
+        prepare_dataset(folder, synthetic_shape=(5, 256, 512), seed=0)
+    return folder
+
+
+def measure_family(family: str, workdir: str, quick: bool, parts: tuple[str, ...] = PARTS) -> dict:
+    """Measure ``parts`` of one family; returns a JSON-able dict (missing parts are absent)."""
+    from sam_mito.embeddings import build_cache, encode, pixel_values
+    from sam_mito.families import FAMILIES
+    from sam_mito.modeling import freeze_for_decoder_training, load_sam
+    from sam_mito.synthetic import SyntheticEM
+
+    work = Path(workdir)
+    model_dir = _model_dir(family, work, quick)
+    model, processor = load_sam(str(model_dir))
+    trainable, total = freeze_for_decoder_training(model)
+    result = {
+        "family": family,
+        "title": FAMILIES[family].title,
+        "architecture": _architecture(family, quick),
+        "encoder_parameters": sum(p.numel() for p in model.vision_encoder.parameters()),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+    }
+    if "encoder" in parts:
+        image, _ = SyntheticEM((1, 256, 256), seed=0).render(0)
+        pixels = pixel_values(processor, [image])
+        repeats = 5 if quick else 2
+        encode(model, pixels, precision="fp32")  # warm-up
+        times = [_timed(lambda: encode(model, pixels, precision="fp32"))[0] for _ in range(repeats)]
+        result["encoder"] = {
+            "input": list(pixels.shape),
+            "min_s": min(times),
+            "median_s": statistics.median(times),
+            "repeats": repeats,
+        }
+    if "cache" in parts or "training" in parts:
+        from sam_mito.data import load_patches
+
+        split = load_patches(_data_dir(work), "train")
+        patches = split.select(range(4))
+        # Named and keyed as the Trainer below names its cache, so training reuses it.
+        options = {"cache_dir": work / f"cache-{family}", "precision": "fp32"}
+        seconds, cache = _timed(lambda: build_cache(model, processor, patches, name="train", **options))
+        result["cache"] = {
+            "patches": len(cache),
+            "mib_per_patch": cache.bytes_per_item / 2**20,
+            "seconds_per_patch": seconds / len(cache),
+        }
+    if "training" in parts:
+        result["training"] = _training_steps(model, patches, work, family, 5 if quick else 10)
+    if "slice" in parts:
+        from sam_mito.inference import Segmenter
+
+        segmenter = Segmenter(model, processor, mode="tile", tile=256, overlap=32, precision="fp32")
+        image, _ = SyntheticEM((1, *SLICE), seed=2).render(0)
+        seconds, _ = _timed(lambda: segmenter.probabilities(image))
+        result["slice"] = {
+            "shape": list(SLICE),
+            "seconds": seconds,
+            "encoder_passes": segmenter.encoder_passes,
+        }
+    return result
+
+
+def _training_steps(model, split, work: Path, family: str, steps: int) -> dict:
+    """Seconds per cached Trainer step, batch 2 (the cache of ``split`` is already built)."""
+    from transformers import TrainerCallback
+
+    from sam_mito.config import SamMitoConfig
+    from sam_mito.training import SamMitoTrainer
+
+    class StepTimes(TrainerCallback):
+        def __init__(self):
+            self.times, self.start = [], None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self.start)
+
+    args = SamMitoConfig(
+        output_dir=str(work / f"out-{family}"), max_steps=steps, per_device_train_batch_size=2, use_cpu=True,
+        report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
+        embedding_cache_dir=str(work / f"cache-{family}"), encode_precision="fp32",
+    )  # fmt: skip
+    timer = StepTimes()
+    SamMitoTrainer(model=model, args=args, train_dataset=split, callbacks=[timer]).train()
+    steady = timer.times[1:] or timer.times
+    return {"min_s": min(steady), "median_s": statistics.median(steady), "steps": len(steady)}
+
+
+def _machine() -> str:
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if line.startswith("model name")
+    ]
+    name = names[0] if names else "unknown CPU"
+    return f"{name}, {multiprocessing.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def measure(
+    workdir: str, quick: bool, *, families: tuple[str, ...] = FAMILY_ORDER, parts: tuple[str, ...] = PARTS
+) -> dict:
+    """Measure every family in ``families`` (each of ``parts``) under ``workdir``."""
+    import torch
+    import transformers
+
+    rows = []
+    for family in families:
+        rows.append(measure_family(family, workdir, quick, parts))
+        gc.collect()  # the last family's model is freed before the next one loads
+    sam = next((row for row in rows if row["family"] == "sam" and "encoder" in row), None)
+    for row in rows:
+        if sam is not None and "encoder" in row:
+            row["encoder_speedup_vs_sam"] = sam["encoder"]["median_s"] / row["encoder"]["median_s"]
+    return {
+        "quick": quick,
+        "machine": _machine(),
+        "threads": torch.get_num_threads(),
+        "date": date.today().isoformat(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "parts": list(parts),
+        "families": rows,
+    }
+
+
+def _cell(row: dict, part: str, text) -> str:
+    return text(row[part]) if part in row else "not measured"
+
+
+def render(result: dict) -> str:
+    """The Markdown section: one row per family."""
+    lines = [
+        "| family | encoder params | decoder params trained | encoder s/image (median) | encoder speed vs SAM "
+        "| cache MiB/patch | cached training step s (batch 2, median) | 768×1024 slice s (prompt-free) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["families"]:
+        cells = [
+            f"{row['title']} ({row['architecture']})",
+            f"{row['encoder_parameters'] / 1e6:.1f}M",
+            f"{row['trainable_parameters'] / 1e6:.2f}M",
+            _cell(
+                row, "encoder", lambda e: f"{e['median_s']:.2f} (min {e['min_s']:.2f}, {e['repeats']} runs)"
+            ),
+            f"{row['encoder_speedup_vs_sam']:.1f}×" if "encoder_speedup_vs_sam" in row else "—",
+            _cell(row, "cache", lambda c: f"{c['mib_per_patch']:.2f}"),
+            _cell(row, "training", lambda t: f"{t['median_s']:.3f} ({t['steps']} steps)"),
+            _cell(row, "slice", lambda s: f"{s['seconds']:.1f} ({s['encoder_passes']} encoder passes)"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    size = "quick mode, tiny test configurations" if result["quick"] else "full size, random weights"
+    return f"""## SAM families: SAM, SAM-HQ, SAM 2.1
+
+Measured by `benchmarks/families.py` ({size}) on {result["machine"]}, {result["threads"]} torch
+threads, {result["date"]}; torch {result["torch"]}, transformers {result["transformers"]}. Encoder in
+fp32 on one 256×256 patch resized to the model's input; the cache holds what each decoder needs, in
+fp16 (SAM: the image embeddings; SAM-HQ: plus the first global ViT block's output; SAM 2.1: its
+three feature levels).
+
+{chr(10).join(lines)}
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny configurations (seconds)")
+    parser.add_argument(
+        "--encoder-only", action="store_true", help="only encoder seconds per image, SAM ViT-B vs SAM 2.1"
+    )
+    parser.add_argument("--json", help="also write the measured results here")
+    args = parser.parse_args(argv)
+    options = {"families": ("sam", "sam2"), "parts": ("encoder",)} if args.encoder_only else {}
+    with tempfile.TemporaryDirectory() as work:
+        result = measure(work, args.quick, **options)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()
