@@ -10,6 +10,7 @@ shape, the ViT-B SAM architecture with random weights: speed does not depend on 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import tempfile
@@ -20,6 +21,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pipeline  # noqa: E402
 from common import isolated, machine  # noqa: E402
+
+
+#: Benchmark modules of their own (``benchmarks/<name>.py`` with ``measure(workdir, quick)`` and
+#: ``render(result)``), measured after the pipeline groups, in this order.
+TOPICS = ("families",)
+
+
+def _measure_topic(name: str, workdir: str, quick: bool) -> dict:
+    return importlib.import_module(name).measure(workdir, quick)
+
+
+def _topic_group(name: str, quick: bool) -> tuple:
+    return (
+        lambda work, _: {name: isolated(_measure_topic, name, work, quick)},
+        lambda results: importlib.import_module(name).render(results[name]),
+    )
 
 
 def _groups(quick: bool) -> dict:
@@ -63,6 +80,7 @@ def _groups(quick: bool) -> dict:
             },
             pipeline.render_stream,
         ),
+        **{name: _topic_group(name, quick) for name in TOPICS},
     }
 
 
