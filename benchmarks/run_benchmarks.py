@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline  # noqa: E402
 from common import isolated, machine  # noqa: E402
 
-
 #: Benchmark modules of their own (``benchmarks/<name>.py`` with ``measure(workdir, quick)`` and
 #: ``render(result)``), measured after the pipeline groups, in this order.
 TOPICS = ("families",)
