@@ -237,6 +237,7 @@ def _claim(lock: FileLock, state: PartialState, array_path: Path, meta_path: Pat
     """
     while True:
         _wait_for(lock, array_path)
+        state.wait_for_everyone()  # all have seen the lock free before the main process takes it
         decision = {"action": "retry"}
         if state.is_main_process:
             try:
