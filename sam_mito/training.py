@@ -172,7 +172,7 @@ class SamMitoTrainer(Trainer):
     It prepares what it needs itself: a model given by name is loaded, everything but the mask
     decoder is frozen, raw splits made by ``sam-mito prepare`` are encoded once into the embedding
     cache, and the collator and metrics are set. Decoder parameters that the loss does not reach
-    (found by one backward pass on two training rows) are frozen too, so DDP needs no search for
+    (found by one backward pass on the first training row) are frozen too, so DDP needs no search for
     unused parameters. Evaluation never drops rows (``dataloader_drop_last`` applies to training)
     and its loss is the mean of per-row losses, the same on any number of processes.
 
@@ -247,8 +247,9 @@ class SamMitoTrainer(Trainer):
         self.unreached: list[str] = self._freeze_unreached() if self.train_dataset is not None else []
 
     def _freeze_unreached(self) -> list[str]:
-        rows = min(2, len(self.train_dataset))
-        inputs = self._prepare_inputs(self.data_collator([self.train_dataset[i] for i in range(rows)]))
+        if isinstance(self.train_dataset, torch.utils.data.IterableDataset):
+            return []  # an iterable dataset: nothing to probe with, keep what is trainable
+        inputs = self._prepare_inputs(self.data_collator([self.train_dataset[0]]))
         names = freeze_unreached(self.model, lambda: self.compute_loss(self.model, inputs))
         self.trainable_parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         return whole_modules(self.model, names)
