@@ -109,7 +109,7 @@ def per_row_losses(
     losses : torch.Tensor
         ``(B,)`` one loss per row, so that a mean over rows does not depend on how they were batched.
     outputs : dict of str to torch.Tensor
-        The rows' outputs concatenated along the batch axis.
+        The rows' tensor outputs (those with a batch axis) concatenated along it.
     """
     rows = len(inputs["targets"])
     losses, outputs = [], []
@@ -121,7 +121,8 @@ def per_row_losses(
         loss, output = compute_loss(model, one, return_outputs=True)
         losses.append(loss.detach().reshape(()))
         outputs.append(output)
-    merged = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0] if torch.is_tensor(outputs[0][k])}
+    batched = [k for k, v in outputs[0].items() if torch.is_tensor(v) and v.dim()]
+    merged = {k: torch.cat([o[k] for o in outputs]) for k in batched}
     return torch.stack(losses), merged
 
 
