@@ -14,6 +14,10 @@ from .modeling import DEFAULT_MODEL
 from .precision import PRECISIONS
 from .prompts import TRAIN_MODES
 
+#: Key of ``training_config.json`` that records how the run was launched; not a setting, so
+#: :func:`parse_config` skips it when that file is read back as a config.
+RUN_RECORD = "run"
+
 
 @dataclass(repr=False)  # keep TrainingArguments.__repr__, which masks tokens
 class SamMitoConfig(TrainingArguments):
@@ -25,6 +29,8 @@ class SamMitoConfig(TrainingArguments):
     - ``weight_decay``: 0.0 (unchanged, restated: with ``adamw_torch`` this is Adam).
     - ``remove_unused_columns``: False (was True): the prompt columns are not ``forward`` arguments.
     - ``label_names``: ``["targets"]`` (was None): the target masks, so evaluation reports a loss.
+    - ``ddp_find_unused_parameters``: False (was None, which means True): the Trainer freezes what
+      the loss does not reach, so DDP skips the per-step search for unused parameters.
 
     Fields whose values are limited carry ``choices`` in their metadata; they are checked when the
     config is built, from Python or the command line alike.
@@ -79,6 +85,10 @@ class SamMitoConfig(TrainingArguments):
     label_names: list[str] | None = field(
         default_factory=lambda: ["targets"], metadata={"help": "Label keys."}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "DDP's search for unused parameters (not needed: every trainable one is used)."},
+    )
 
     def __post_init__(self) -> None:
         inherited = {spec.name for spec in fields(TrainingArguments)}
@@ -123,6 +133,7 @@ def parse_config(argv: list[str] | None = None) -> SamMitoConfig:
             raise SamMitoError(f"{path}: cannot read config ({err})") from err
         if not isinstance(values, dict):
             raise SamMitoError(f"{path}: expected a mapping of field names to values")
+        values.pop(RUN_RECORD, None)  # training_config.json read back: the record is no setting
         unknown = sorted(set(values) - {f.name for f in fields(SamMitoConfig)})
         if unknown:
             raise SamMitoError(f"{path}: unknown field(s) {unknown}; see `sam-mito train --help`")

@@ -281,6 +281,12 @@ class ModelCardInfo:
         Weight of each loss term.
     trainable_parameters, total_parameters : int
         Parameter counts after freezing.
+    unreached : list of str
+        Decoder modules frozen because the loss does not reach them.
+    run : dict
+        How training was launched (:func:`sam_mito.processes.run_record`): ``num_processes``,
+        ``per_device_train_batch_size``, ``gradient_accumulation_steps``,
+        ``effective_train_batch_size``, ``mixed_precision``; empty when unknown.
     hyperparameters : dict
         The settings shown in the card's table.
     repo_or_path : str
@@ -309,6 +315,8 @@ class ModelCardInfo:
     repo_or_path: str
     demo_base: bool = False
     family: str = "sam"
+    unreached: list[str] = field(default_factory=list)
+    run: dict = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
     results_table: str = ""
     figure: str | None = None

@@ -14,7 +14,7 @@ from transformers import EvalPrediction, SamModel, SamProcessor, Trainer, set_se
 from transformers.trainer_utils import HubStrategy
 from transformers.utils import PushInProgress
 
-from .config import SamMitoConfig
+from .config import RUN_RECORD, SamMitoConfig
 from .decoding import decode, pad_boxes
 from .embeddings import EmbeddingCache, build_cache, pixel_values
 from .errors import SamMitoError
@@ -23,6 +23,7 @@ from .hub import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo, public_json, p
 from .losses import DiceCELoss
 from .metrics import dice_iou
 from .modeling import TINY_BASE, freeze_for_decoder_training, load_sam, processor_for, tiny_base_path
+from .processes import freeze_unreached, keep_last_batch, per_row_losses, run_record, whole_modules
 from .prompts import BOX_COLUMNS, jitter_boxes, label_instances, row_boxes
 from .uploads import push_model
 from .volumes import NORMALIZATION
@@ -174,7 +175,10 @@ class SamMitoTrainer(Trainer):
 
     It prepares what it needs itself: a model given by name is loaded, everything but the mask
     decoder is frozen, raw splits made by ``sam-mito prepare`` are encoded once into the embedding
-    cache, and the collator and metrics are set.
+    cache, and the collator and metrics are set. Decoder parameters that the loss does not reach
+    (found by one backward pass on the first training row) are frozen too, so DDP needs no search for
+    unused parameters. Evaluation never drops rows (``dataloader_drop_last`` applies to training)
+    and its loss is the mean of per-row losses, the same on any number of processes.
 
     Parameters
     ----------
@@ -247,6 +251,17 @@ class SamMitoTrainer(Trainer):
         )
         self.loss_fn = DiceCELoss(dice_weight=args.dice_weight, ce_weight=args.ce_weight)
         self.loss_is_scaled_for_ga = False
+        self._row_losses: list[torch.Tensor] | None = None
+        #: Decoder modules frozen because the loss does not reach them.
+        self.unreached: list[str] = self._freeze_unreached() if self.train_dataset is not None else []
+
+    def _freeze_unreached(self) -> list[str]:
+        if isinstance(self.train_dataset, torch.utils.data.IterableDataset):
+            return []  # an iterable dataset: nothing to probe with, keep what is trainable
+        inputs = self._prepare_inputs(self.data_collator([self.train_dataset[0]]))
+        names = freeze_unreached(self.model, lambda: self.compute_loss(self.model, inputs))
+        self.trainable_parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return whole_modules(self.model, names)
 
     def _jitter(self, boxes: torch.Tensor, indices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         moved = []
@@ -274,17 +289,54 @@ class SamMitoTrainer(Trainer):
         loss = self.loss_fn(logits[valid][:, None], inputs["targets"][valid][:, None])
         return (loss, {"logits": logits}) if return_outputs else loss
 
+    def get_eval_dataloader(self, eval_dataset=None):
+        """The Trainer's evaluation loader, keeping every row: ``dataloader_drop_last`` is for training."""
+        with keep_last_batch(self.args):
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        """The Trainer's test loader, keeping every row: ``dataloader_drop_last`` is for training."""
+        with keep_last_batch(self.args):
+            return super().get_test_dataloader(test_dataset)
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """The Trainer's loop, with ``<prefix>_loss`` the mean of every row's own loss, each row once.
+
+        The Trainer averages batch losses, which under distributed evaluation include the rows
+        repeated to give every process full batches; per-row losses gathered with
+        ``gather_for_metrics`` leave those out, so the loss is the one a single process reports.
+        """
+        self._row_losses = []
+        try:
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+        finally:
+            losses, self._row_losses = self._row_losses, None
+        if losses:
+            output.metrics[f"{metric_key_prefix}_loss"] = torch.cat(losses).float().mean().item()
+        return output
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        """Loss, per-patch union of the boxes' logits, and the union of their targets."""
+        """Mean loss, per-patch union of the boxes' logits, and the union of their targets.
+
+        Each row's loss is computed on its own and, during :meth:`evaluation_loop`, gathered from
+        all processes for the evaluation loss.
+        """
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
-            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+            losses, outputs = per_row_losses(self.compute_loss, model, inputs)
+        if self._row_losses is not None:
+            self._row_losses.append(self.accelerator.gather_for_metrics(losses).cpu())
+        loss = losses.mean()
         if prediction_loss_only:
-            return loss.detach(), None, None
+            return loss, None, None
         valid = inputs["box_valid"][..., None, None]
         merged = outputs["logits"].masked_fill(~valid, -math.inf).amax(dim=1)
         reference = (inputs["targets"] * valid).amax(dim=1)
-        return loss.detach(), merged, reference
+        return loss, merged, reference
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         """Save weights and processor, plus the run's settings as JSON with no token and no local paths.
@@ -295,8 +347,11 @@ class SamMitoTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             folder = Path(output_dir or self.args.output_dir)
-            settings = public_json(self.args.to_dict())  # to_dict masks every *_token field
-            (folder / TRAINING_CONFIG).write_text(json.dumps(settings, indent=2))
+            settings = {  # to_dict masks every *_token field
+                **public_json(self.args.to_dict()),
+                RUN_RECORD: run_record(self.args, self.accelerator),
+            }
+            (folder / TRAINING_CONFIG).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
     def push_to_hub(
         self,
@@ -375,6 +430,8 @@ class SamMitoTrainer(Trainer):
             loss_weights={"Dice": args.dice_weight, "binary cross-entropy": args.ce_weight},
             trainable_parameters=self.trainable_parameters,
             total_parameters=self.total_parameters,
+            unreached=self.unreached,
+            run=run_record(args, self.accelerator),
             hyperparameters={
                 k: str(getattr(getattr(args, k), "value", getattr(args, k)))
                 for k in keys + ("encode_precision", "seed")
