@@ -1,4 +1,4 @@
-"""The ``sam-mito`` command: ``prepare | train | evaluate | predict | demo``, thin over the library."""
+"""The ``sam-mito`` command: ``prepare | train | evaluate | predict | score | demo``, thin over the library."""
 
 from __future__ import annotations
 
@@ -205,6 +205,37 @@ def _predict(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: mask {shape}, {segmenter.encoder_passes} encoder passes")
 
 
+def _add_score(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "score", help="foreground IoU/Dice and instance F1 of a predicted volume against its ground truth"
+    )
+    parser.add_argument("--prediction", required=True, help="binary mask: TIFF stack, slice folder or .zarr")
+    parser.add_argument("--truth", required=True, help="ground-truth binary mask of the same shape")
+    parser.add_argument(
+        "--labels", help="instance labels of the prediction (default: its 3D connected components)"
+    )
+    parser.add_argument("--json", help="also write the scores here as JSON")
+    parser.add_argument(
+        "--model", help="model folder whose card and model-index get the scores (prompt-free, whole volume)"
+    )
+    parser.set_defaults(handler=_score)
+
+
+def _score(args: argparse.Namespace) -> None:
+    from .hub import ModelCardInfo
+    from .scoring import score_table, score_volumes
+
+    card = ModelCardInfo.load(args.model) if args.model else None  # checked before the long work
+    scores = score_volumes(args.prediction, args.truth, labels=args.labels, json_path=args.json)
+    print(score_table(scores))
+    if args.json:
+        print(f"wrote {args.json}")
+    if card is not None:
+        card.add_volume_scores(scores, volume=args.truth)
+        card.write(args.model)
+        print(f"updated {args.model}/README.md with the whole-volume scores")
+
+
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("demo", help="offline end to end: data, fine-tune the tiny base, compare")
     parser.add_argument("--out", default="demo_output", help="folder for every artifact")
@@ -240,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_prepare, _add_train, _add_evaluate, _add_predict, _add_demo]
+_COMMANDS = [_add_prepare, _add_train, _add_evaluate, _add_predict, _add_score, _add_demo]
 
 
 def main(argv: list[str] | None = None) -> int:
