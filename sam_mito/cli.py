@@ -154,13 +154,20 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     from .prompts import GRID_SIZE, PREDICT_MODES
 
     parser = commands.add_parser(
-        "predict", help="segment a slice, stack or slice folder into a 0/255 mask TIFF of the same shape"
+        "predict", help="segment a slice, stack, slice folder or zarr into a 0/255 mask of the same shape"
     )
     parser.add_argument("--model", required=True, help="Hub id, local folder or sam-mito/tiny-base")
     parser.add_argument(
-        "--input", required=True, help="TIFF/PNG image, multi-page TIFF stack or slice folder"
+        "--input", required=True, help="TIFF/PNG image, multi-page TIFF stack, slice folder or .zarr"
     )
-    parser.add_argument("--output", required=True, help="mask TIFF to write (uint8, 0/255)")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="mask to write (uint8, 0/255): .zarr (OME-Zarr; parallel and resumable) or TIFF",
+    )
+    parser.add_argument(
+        "--labels", help="also write instance labels (uint32, 3D connected components): .zarr or TIFF"
+    )
     parser.add_argument("--boxes", help="JSON: [[x0, y0, x1, y1], ...] or {slice index: boxes}")
     parser.add_argument(
         "--mode",
@@ -172,7 +179,12 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid-size", type=int, default=GRID_SIZE, help="grid mode: points per side")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     parser.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
-    parser.add_argument("--probabilities", help="also write the float32 probability map here")
+    parser.add_argument(
+        "--probabilities", help="also write the float32 probability map here (.zarr with a .zarr --output)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a finished .zarr output and existing labels"
+    )
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -183,7 +195,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .inference import Segmenter, predict_stack
+    from .inference import Segmenter
+    from .predicting import predict_volume
 
     segmenter = Segmenter.from_pretrained(
         args.model,
@@ -193,16 +206,29 @@ def _predict(args: argparse.Namespace) -> None:
         grid_size=args.grid_size,
         precision=args.precision,
     )
-    shape = predict_stack(
+    summary = predict_volume(
         segmenter,
         args.input,
         args.output,
+        labels_path=args.labels,
         boxes_path=args.boxes,
         probabilities_path=args.probabilities,
         threshold=args.threshold,
         min_size=args.min_size,
+        overwrite=args.overwrite,
     )
-    print(f"wrote {args.output}: mask {shape}, {segmenter.encoder_passes} encoder passes")
+    process = (
+        f"process {summary['process']} of {summary['processes']}: " if summary.get("processes", 1) > 1 else ""
+    )
+    skipped = f" ({summary['slices_skipped']} already complete)" if summary["slices_skipped"] else ""
+    print(
+        f"{process}wrote {args.output}: mask {tuple(summary['shape'])}, {summary['slices_predicted']} slices "
+        f"predicted{skipped}, {summary['encoder_passes']} encoder passes"
+    )
+    if "instances" in summary:
+        sizes = summary["instance_sizes"]
+        quantiles = ", ".join(f"{k} {v:.0f}" for k, v in sizes.items()) if sizes else "none"
+        print(f"wrote {args.labels}: {summary['instances']} instances; sizes in voxels: {quantiles}")
 
 
 def _add_score(commands: argparse._SubParsersAction) -> None:
@@ -226,6 +252,14 @@ def _score(args: argparse.Namespace) -> None:
     from .scoring import score_table, score_volumes
 
     card = ModelCardInfo.load(args.model) if args.model else None  # checked before the long work
+    if card is not None:
+        from .volumes import open_volume
+
+        made = open_volume(args.prediction).attrs.get("sam_mito", {})
+        if made.get("mode") == "boxes":
+            raise SamMitoError(
+                f"{args.prediction}: predicted with box prompts; --model records prompt-free scores only"
+            )
     scores = score_volumes(args.prediction, args.truth, labels=args.labels, json_path=args.json)
     print(score_table(scores))
     if args.json:

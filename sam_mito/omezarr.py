@@ -56,6 +56,7 @@ def create_image(
     shape: tuple[int, int, int],
     dtype: np.dtype | str,
     *,
+    name: str | None = None,
     labels: bool = False,
     attrs: dict | None = None,
 ):
@@ -69,6 +70,8 @@ def create_image(
         ``(Z, Y, X)``.
     dtype : numpy.dtype or str
         Pixel type (``uint8`` masks, ``uint32`` labels, ``float32`` probabilities).
+    name : str, keyword-only
+        The image's name in its metadata (default: the folder name without ``.zarr``).
     labels : bool, keyword-only
         Mark the image as instance labels (``image-label``).
     attrs : dict, keyword-only
@@ -83,7 +86,8 @@ def create_image(
 
     path = Path(path)
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    group.attrs.update({**image_attrs(path.name.removesuffix(".zarr"), labels=labels), **(attrs or {})})
+    name = name or path.name.removesuffix(".zarr")
+    group.attrs.update({**image_attrs(name, labels=labels), **(attrs or {})})
     return group.create_array(
         name=LEVEL,
         shape=tuple(shape),

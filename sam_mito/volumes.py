@@ -15,7 +15,7 @@ way training saw its data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -152,13 +152,19 @@ class Volume:
         self._range = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
         return self._range
 
-    def slices(self, normalization: dict | None = None) -> Iterator[np.ndarray]:
-        """Yield ``uint8`` slices normalised by ``normalization`` (default :data:`NORMALIZATION`)."""
+    def slices(
+        self, normalization: dict | None = None, *, indices: Iterable[int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Yield ``uint8`` slices normalised by ``normalization`` (default :data:`NORMALIZATION`).
+
+        ``indices`` picks the slices (default: all, in order); the intensity window is always the
+        whole volume's, so a slice normalises the same whichever others are read.
+        """
         rule = normalization or NORMALIZATION
         if rule.get("rule") != NORMALIZATION["rule"]:
             raise SamMitoError(f"normalization rule {rule.get('rule')!r}: expected {NORMALIZATION['rule']!r}")
         window = self.intensity_range(tuple(rule["percentiles"]))
-        for z in range(len(self)):
+        for z in range(len(self)) if indices is None else indices:
             yield to_uint8(self.raw_slice(z), window)
 
     def read(self, normalization: dict | None = None) -> np.ndarray:
