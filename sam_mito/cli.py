@@ -175,7 +175,14 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         help="prompts per tile (default: boxes with --boxes, else tile)",
     )
     parser.add_argument("--tile", type=int, help="tile side in pixels (default: the model's training patch)")
-    parser.add_argument("--overlap", type=int, default=32, help="minimum tile overlap in pixels")
+    parser.add_argument(
+        "--overlap", type=int, default=0, help="minimum tile overlap in pixels, blended (default 0)"
+    )
+    parser.add_argument(
+        "--halo",
+        type=int,
+        help="context margin: each pass sees the tile plus this many pixels per side (default 64)",
+    )
     parser.add_argument("--grid-size", type=int, default=GRID_SIZE, help="grid mode: points per side")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")
     parser.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this (pixels)")
@@ -203,6 +210,7 @@ def _predict(args: argparse.Namespace) -> None:
         mode=args.mode or ("boxes" if args.boxes else "tile"),
         tile=args.tile,
         overlap=args.overlap,
+        **({} if args.halo is None else {"halo": args.halo}),
         grid_size=args.grid_size,
         precision=args.precision,
     )
@@ -293,6 +301,11 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"model, processor, card, comparison.json:  {args.out}/model")
     print(f"comparison figure:                        {args.out}/model/comparison.png")
     print(f"full-slice prediction:                    {args.out}/predict/mask.tif, prediction.png")
+    volume = prediction["volume_scores"]
+    print(
+        f"as OME-Zarr with instance labels:         {args.out}/predict/mask.zarr, labels.zarr; scored "
+        f"(scores.json): foreground IoU {volume['foreground_iou']:.4f}, instance F1 {volume['instance_f1']:.4f}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

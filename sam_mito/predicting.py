@@ -26,7 +26,6 @@ a few halo slices at the edges of each process's range.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -34,14 +33,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
 from tqdm.auto import tqdm
 
 from . import __version__
 from .errors import SamMitoError
-from .files import atomic_directory, atomic_file
 from .inference import Segmenter, postprocess, predict_stack, read_boxes
-from .instances import SizeCounter, block_grid, label_blocks, size_quantiles
+from .instances import label_mask
 from .omezarr import create_image, open_image
 from .volumes import Volume, is_zarr, open_volume
 
@@ -220,6 +217,7 @@ def _settings(segmenter, volume, input_path, outputs, boxes_path, threshold, min
         "mode": segmenter.mode,
         "tile": segmenter.tile,
         "overlap": segmenter.overlap,
+        "halo": segmenter.halo,
         "grid_size": segmenter.grid_size,
         "precision": segmenter.precision,
         "normalization": segmenter.normalization,
@@ -275,45 +273,3 @@ def _slice_probabilities(
     progress = tqdm(slices, total=len(indices), desc=f"predicting (process {rank})", unit="slice")
     for z, image in zip(indices, progress, strict=True):
         yield z, segmenter.probabilities(image, boxes.get(z, []) if boxes else None)
-
-
-def label_mask(mask: Volume, labels_path: str | Path) -> dict:
-    """Write the 3D connected components of a 0/255 (or 0/1) mask volume as ``uint32`` instance labels.
-
-    Parameters
-    ----------
-    mask : Volume
-        The binary mask, read block by block (twice).
-    labels_path : str or Path
-        ``.zarr`` (OME-Zarr marked ``image-label``) or TIFF; written atomically.
-
-    Returns
-    -------
-    dict
-        ``instances`` (count) and ``instance_sizes`` (voxel quantiles).
-    """
-    target = Path(labels_path)
-    grid = block_grid(mask.shape, mask.chunks if is_zarr(target) else None)
-    sizes = SizeCounter()
-    labeler, blocks = label_blocks(grid, lambda block: mask.block(*block) > 0)
-    with contextlib.ExitStack() as stack:
-        if is_zarr(target):
-            staging = stack.enter_context(atomic_directory(target, overwrite=True))
-            name = target.name.removesuffix(".zarr")  # not the staging folder's
-            array = create_image(staging, mask.shape, np.uint32, name=name, labels=True)
-
-            def write(block, labels):
-                array[block] = labels
-        else:
-            writer = stack.enter_context(tifffile.TiffWriter(stack.enter_context(atomic_file(target))))
-
-            def write(block, labels):
-                for page in labels:
-                    writer.write(page, contiguous=True)
-
-        for block, labels in tqdm(blocks, total=int(np.prod(grid.counts)), desc="labelling", unit="block"):
-            write(block, labels)
-            sizes.add(labels[labels > 0])
-    counts = sizes.result()[1]
-    logger.info("wrote %s: %d instances", target, labeler.count)
-    return {"instances": labeler.count, "instance_sizes": size_quantiles(counts)}

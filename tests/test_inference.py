@@ -212,3 +212,20 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tiny_model_dir, stack_p
         assert len(errors) == 1 and "Traceback" not in error
         assert re.search(message, errors[0]), error
         assert list(tmp_path.glob("*pred.tif*")) == []
+
+
+@pytest.mark.parametrize(("overlap", "halo"), [(0, 32), (16, 20), (0, 300)])
+def test_context_margin_keeps_each_tiles_core_and_reassembles_the_slice(tiny_model_dir, overlap, halo):
+    image = np.random.default_rng(3).integers(0, 256, (300, 500), dtype=np.uint8)
+    segmenter = _echo_segmenter(tiny_model_dir, tile=128, overlap=overlap, halo=halo)
+    seen = []
+    echo = segmenter._tile_probability
+    segmenter._tile_probability = lambda window, boxes: seen.append(window.shape) or echo(window, boxes)
+    np.testing.assert_allclose(segmenter.probabilities(image), image / 255, atol=1e-6)
+    assert set(seen) == {(128 + 2 * halo, 128 + 2 * halo)}  # every pass sees the tile and its margin
+
+
+def test_a_768x1024_slice_costs_12_encoder_passes_at_the_default_tile(tiny_model_dir):
+    segmenter = Segmenter(*load_sam(str(tiny_model_dir)), tile=256)
+    segmenter.probabilities(np.zeros((768, 1024), np.uint8))
+    assert segmenter.encoder_passes == 12
