@@ -8,7 +8,8 @@ are segmented prompt-free (one box per tile) with each scheme at the default 256
 - overlap-blend: tiles overlapping by 32 px, probabilities blended linearly (the old default);
 - plain tiles: no overlap, no context;
 - context margin ``h``: each pass sees the tile plus ``h`` px of context on every side (mirrored at
-  the slice's edges) and only the tile is kept, as micro-sam tiles.
+  the slice's edges); either only the tile is kept (cores only, as micro-sam tiles) or neighbouring
+  windows are blended across their overlapping margins (the new default, 32 px).
 
 Quick mode runs the same code on a small synthetic volume. Run alone: ``python benchmarks/tiling.py``.
 """
@@ -24,12 +25,14 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(os.environ.get("SAM_MITO_EPFL", Path(__file__).resolve().parents[2] / "shared" / "epfl_sample"))
-#: ``(name, overlap, halo)`` of each scheme, at the default tile.
+#: ``(name, overlap, halo, cores only)`` of each scheme, at the default tile.
 SCHEMES = [
-    ("overlap-blend 32 px (before)", 32, 0),
-    ("plain tiles", 0, 0),
-    ("context margin 32 px", 0, 32),
-    ("context margin 64 px", 0, 64),
+    ("overlap-blend 32 px (before)", 32, 0, True),
+    ("plain tiles", 0, 0, True),
+    ("context margin 32 px, cores only", 0, 32, True),
+    ("context margin 64 px, cores only", 0, 64, True),
+    ("context margin 32 px, margins blended (default)", 0, 32, False),
+    ("context margin 64 px, margins blended", 0, 64, False),
 ]
 TRAIN_SLICES = 5
 
@@ -93,9 +96,16 @@ def measure(workdir: str, quick: bool) -> dict:
     model, processor = load_sam(str(work / "model"))
     held_out = range(n_train, len(images))
     rows = []
-    for name, overlap, halo in SCHEMES:
+    for name, overlap, halo, cores_only in SCHEMES:
         segmenter = Segmenter(
-            model, processor, mode="tile", tile=256, overlap=overlap, halo=halo, precision="fp32"
+            model,
+            processor,
+            mode="tile",
+            tile=256,
+            overlap=overlap,
+            halo=halo,
+            cores_only=cores_only,
+            precision="fp32",
         )
         start = time.perf_counter()
         predicted = np.stack([segmenter.probabilities(images[z]) > 0.5 for z in held_out])
@@ -106,6 +116,7 @@ def measure(workdir: str, quick: bool) -> dict:
                 "scheme": name,
                 "overlap": overlap,
                 "halo": halo,
+                "cores_only": cores_only,
                 "passes_per_slice": segmenter.encoder_passes / len(held_out),
                 "seconds_per_slice": seconds / len(held_out),
                 "foreground_iou": scores["pooled_iou"],

@@ -181,7 +181,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--halo",
         type=int,
-        help="context margin: each pass sees the tile plus this many pixels per side (default 64)",
+        help="context margin: each pass sees the tile plus this many pixels per side (default 32)",
     )
     parser.add_argument("--grid-size", type=int, default=GRID_SIZE, help="grid mode: points per side")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold")

@@ -35,10 +35,10 @@ from .volumes import NORMALIZATION, open_volume
 logger = logging.getLogger(__name__)
 
 DEFAULT_TILE = 256
-#: Default context margin: each 256-px tile is encoded within a 384-px window, so a 768x1024 slice
-#: costs 12 encoder passes (overlap-blend tiles cost 20) and scored higher on held-out EPFL slices
-#: (benchmarks/tiling.py).
-DEFAULT_HALO = 64
+#: Default context margin: each 256-px tile is encoded within a 320-px window, so a 768x1024 slice
+#: costs 12 encoder passes (overlap-blend tiles cost 20); it scored higher than overlap-blend both on
+#: held-out EPFL slices (benchmarks/tiling.py) and on the demo's synthetic slice, which 64 did not.
+DEFAULT_HALO = 32
 
 
 def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
@@ -109,7 +109,10 @@ class Segmenter:
         fine-tuned on (``config.sam_mito["patch_size"]``), else 256.
     halo : int, keyword-only
         Context margin: each encoder pass sees the tile plus ``halo`` pixels on every side
-        (mirrored at the image's edges) and only the tile is kept, as micro-sam tiles.
+        (mirrored at the image's edges).
+    cores_only : bool, keyword-only
+        Keep only each tile's own pixels, as micro-sam tiles; by default neighbouring windows are
+        blended across their overlapping margins instead, so no seam shows at tile borders.
     precision : str, keyword-only
         Encoder precision, one of :data:`sam_mito.precision.PRECISIONS`; ``auto`` (the default) is
         resolved on the first tile encoded (:func:`sam_mito.precision.resolve_precision`) and the
@@ -132,6 +135,7 @@ class Segmenter:
         tile: int | None = None,
         overlap: int = 0,
         halo: int = DEFAULT_HALO,
+        cores_only: bool = False,
         grid_size: int = GRID_SIZE,
         precision: str = "auto",
     ) -> None:
@@ -144,7 +148,7 @@ class Segmenter:
         tile_origins(self.tile, self.tile, overlap)  # validates overlap against the tile
         if halo < 0:
             raise SamMitoError(f"halo {halo}: expected a context margin of 0 or more pixels")
-        self.halo = halo
+        self.halo, self.cores_only = halo, cores_only
         self.model, self.processor = model.eval(), processor
         self.mode, self.overlap, self.grid_size, self.precision = mode, overlap, grid_size, precision
         self.encoder_passes = 0
@@ -198,14 +202,19 @@ class Segmenter:
         )
         side = tile + 2 * halo  # what one encoder pass sees: the tile and its context margin
 
+        keep = slice(halo, halo + tile) if self.cores_only else slice(0, side)
+
         def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
             for y in tile_origins(height, tile, self.overlap):
                 for x in tile_origins(width, tile, self.overlap):
                     window = padded[y : y + side, x : x + side]
                     inside = _boxes_in_tile(boxes, y - halo, x - halo, side) if self.mode == "boxes" else None
-                    yield y, x, self._tile_probability(window, inside)[halo : halo + tile, halo : halo + tile]
+                    yield y + keep.start, x + keep.start, self._tile_probability(window, inside)[keep, keep]
 
-        return stitch(covered, tiles(), overlap=self.overlap)[:height, :width]
+        # in padded coordinates; blending windows ramps across their overlapping margins
+        blend = self.overlap if self.cores_only else self.overlap + 2 * halo
+        stitched = stitch(padded.shape, tiles(), overlap=blend)
+        return stitched[halo : halo + height, halo : halo + width]
 
     def segment(
         self, image: np.ndarray, boxes: list[Box] | None = None, *, threshold: float = 0.5, min_size: int = 0

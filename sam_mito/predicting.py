@@ -11,9 +11,10 @@ written slice by slice in place:
   float probabilities by about 1e-7).
 - **resumable**: a slice counts as complete only once its chunks are written (an empty marker file
   per slice under ``.sam_mito_progress/`` inside the store). Started again with the same command, a
-  killed run skips complete slices and ends byte-identical to an uninterrupted one. The run's
-  settings are recorded in the group's ``sam_mito`` attribute; a finished output, or one started
-  with other settings, is refused without ``overwrite``.
+  killed run skips complete slices and ends byte-identical to an uninterrupted one (``overwrite``
+  does not restart an unfinished run of the same settings). The run's settings are recorded in the
+  group's ``sam_mito`` attribute; a finished output, or one started with other settings, is
+  refused without ``overwrite``.
 - **instances**: ``labels`` are the 3D connected components of the final mask
   (:mod:`sam_mito.instances`), computed by the first process once every slice exists.
 
@@ -97,7 +98,8 @@ def predict_volume(
     threshold, min_size : keyword-only
         See :func:`sam_mito.inference.postprocess` (``min_size`` applies per slice).
     overwrite : bool, keyword-only
-        Replace a finished zarr output (or one started with other settings), and existing labels.
+        Replace a finished zarr output (or one started with other settings, or not made by
+        sam-mito), and existing labels; an unfinished run of the same settings still resumes.
 
     Returns
     -------
@@ -218,6 +220,7 @@ def _settings(segmenter, volume, input_path, outputs, boxes_path, threshold, min
         "tile": segmenter.tile,
         "overlap": segmenter.overlap,
         "halo": segmenter.halo,
+        "cores_only": segmenter.cores_only,
         "grid_size": segmenter.grid_size,
         "precision": segmenter.precision,
         "normalization": segmenter.normalization,
@@ -228,27 +231,29 @@ def _settings(segmenter, volume, input_path, outputs, boxes_path, threshold, min
 
 
 def _existing_run(output: Path, settings: dict, *, overwrite: bool) -> bool:
-    """Whether ``output`` is an unfinished run of these ``settings`` to resume; refuse what must not be replaced."""
-    if not output.exists() or overwrite:
+    """Whether ``output`` is an unfinished run of these ``settings`` to resume (with or without
+    ``overwrite``); anything else there is refused unless ``overwrite``, which starts afresh."""
+    if not output.exists():
         return False
     try:
         recorded = dict(open_image(output, mode="r")[0].attrs).get(RUN_ATTR)
     except (OSError, ValueError, KeyError):
         recorded = None
     if recorded is None:
-        raise SamMitoError(
-            f"{output}: exists and is not a sam-mito prediction (pass --overwrite to replace it)"
-        )
-    if recorded.get("complete"):
-        raise SamMitoError(f"{output}: prediction is finished (pass --overwrite to predict it again)")
-    changed = sorted(key for key in settings if recorded.get(key) != settings[key])
-    if changed:
-        raise SamMitoError(
-            f"{output}: unfinished prediction started with other settings ({', '.join(changed)}); "
+        problem = "exists and is not a sam-mito prediction (pass --overwrite to replace it)"
+    elif recorded.get("complete"):
+        problem = "prediction is finished (pass --overwrite to predict it again)"
+    elif changed := sorted(key for key in settings if recorded.get(key) != settings[key]):
+        problem = (
+            f"unfinished prediction started with other settings ({', '.join(changed)}); "
             "run the same command to resume it, or pass --overwrite to start again"
         )
-    logger.info("resuming %s", output)
-    return True
+    else:
+        logger.info("resuming %s", output)
+        return True
+    if overwrite:
+        return False
+    raise SamMitoError(f"{output}: {problem}")
 
 
 def _create(shape, output_path, probabilities_path, labels_path, settings) -> None:

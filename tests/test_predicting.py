@@ -220,3 +220,32 @@ def test_two_processes_write_what_one_process_writes(model, stack_path, tmp_path
         if processes == 2:
             assert "process 1 of 2" in result.stdout and "process 0 of 2" in result.stdout
     assert outputs[1] == outputs[2]
+
+
+@pytest.mark.slow
+def test_sigkilled_run_restarted_with_the_same_command_ends_byte_identical(model, tmp_path):
+    import signal
+    import time
+
+    images, _ = synthetic_volume((6, 128, 240), seed=6)
+    tifffile.imwrite(tmp_path / "stack.tif", images, photometric="minisblack")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "sam_mito", "predict", "--model", model, "--input", "stack.tif"]
+    command += ["--tile", "128", "--output", "mask.zarr", "--labels", "labels.zarr", "--overwrite"]
+    subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
+    uninterrupted = {name: _tree(tmp_path / name) for name in ("mask.zarr", "labels.zarr")}
+
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    progress = tmp_path / "mask.zarr" / predicting.PROGRESS_DIR
+    deadline = time.monotonic() + 300
+    while not (progress.is_dir() and len(list(progress.iterdir())) >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    done = len(list(progress.iterdir()))
+    assert 2 <= done < 6 and not (tmp_path / "labels.zarr").exists()
+
+    resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"({done} already complete)" in resumed.stdout
+    assert {name: _tree(tmp_path / name) for name in uninterrupted} == uninterrupted
