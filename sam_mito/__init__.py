@@ -19,6 +19,7 @@ _EXPORTS = {
     "compare": "evaluation",
     "Segmenter": "inference",
     "predict_stack": "inference",
+    "score_volumes": "scoring",
     "open_volume": "volumes",
     "load_pair": "volumes",
     "SyntheticEM": "synthetic",

@@ -1,4 +1,4 @@
-"""The ``sam-mito`` command: ``prepare | train | evaluate | predict | demo``, thin over the library."""
+"""The ``sam-mito`` command: ``prepare | train | evaluate | predict | score | demo``, thin over the library."""
 
 from __future__ import annotations
 
@@ -208,13 +208,20 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     from .prompts import GRID_SIZE, PREDICT_MODES
 
     parser = commands.add_parser(
-        "predict", help="segment a slice, stack or slice folder into a 0/255 mask TIFF of the same shape"
+        "predict", help="segment a slice, stack, slice folder or zarr into a 0/255 mask of the same shape"
     )
     parser.add_argument("--model", required=True, help="Hub id, local folder or sam-mito/tiny-base")
     parser.add_argument(
-        "--input", required=True, help="TIFF/PNG image, multi-page TIFF stack or slice folder"
+        "--input", required=True, help="TIFF/PNG image, multi-page TIFF stack, slice folder or .zarr"
     )
-    parser.add_argument("--output", required=True, help="mask TIFF to write (uint8, 0/255)")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="mask to write (uint8, 0/255): .zarr (OME-Zarr; parallel and resumable) or TIFF",
+    )
+    parser.add_argument(
+        "--labels", help="also write instance labels (uint32, 3D connected components): .zarr or TIFF"
+    )
     parser.add_argument("--boxes", help="JSON: [[x0, y0, x1, y1], ...] or {slice index: boxes}")
     parser.add_argument(
         "--mode",
@@ -226,13 +233,25 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         type=_integer(1),
         help="tile side in pixels, at most the model's input size (default: the model's training patch)",
     )
-    parser.add_argument("--overlap", type=_integer(0), default=32, help="minimum tile overlap in pixels")
+    parser.add_argument(
+        "--overlap", type=_integer(0), default=0, help="minimum tile overlap in pixels, blended (default 0)"
+    )
+    parser.add_argument(
+        "--halo",
+        type=_integer(0),
+        help="context margin: each pass sees the tile plus this many pixels per side (default 32)",
+    )
     parser.add_argument("--grid-size", type=_integer(1), default=GRID_SIZE, help="grid mode: points per side")
     parser.add_argument("--threshold", type=_fraction, default=0.5, help="probability threshold")
     parser.add_argument(
         "--min-size", type=_integer(0), default=0, help="drop objects smaller than this (pixels)"
     )
-    parser.add_argument("--probabilities", help="also write the float32 probability map here")
+    parser.add_argument(
+        "--probabilities", help="also write the float32 probability map here (.zarr with a .zarr --output)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a finished .zarr output and existing labels"
+    )
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -244,14 +263,16 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     from .files import check_outputs
-    from .inference import Segmenter, check_output_file, check_tile, predict_stack
+    from .inference import Segmenter, check_output_file, check_tile
     from .modeling import load_sam
+    from .predicting import predict_volume
 
     inputs = {"--input": args.input, "--boxes": args.boxes, "--model": _local(args.model)}
-    outputs = {"--output": args.output, "--probabilities": args.probabilities}
+    outputs = {"--output": args.output, "--probabilities": args.probabilities, "--labels": args.labels}
     check_outputs(outputs, inputs)
     for flag, path in outputs.items():
-        check_output_file(path, name=flag)
+        if path is not None and not str(path).endswith(".zarr"):  # a .zarr store is a folder, resumed
+            check_output_file(path, name=flag)
     model, processor = load_sam(args.model)
     check_tile(args.tile, model.config, name="--tile")
     segmenter = Segmenter(
@@ -260,19 +281,72 @@ def _predict(args: argparse.Namespace) -> None:
         mode=args.mode or ("boxes" if args.boxes else "tile"),
         tile=args.tile,
         overlap=args.overlap,
+        **({} if args.halo is None else {"halo": args.halo}),
         grid_size=args.grid_size,
         precision=args.precision,
     )
-    shape = predict_stack(
+    summary = predict_volume(
         segmenter,
         args.input,
         args.output,
+        labels_path=args.labels,
         boxes_path=args.boxes,
         probabilities_path=args.probabilities,
         threshold=args.threshold,
         min_size=args.min_size,
+        overwrite=args.overwrite,
     )
-    print(f"wrote {args.output}: mask {shape}, {segmenter.encoder_passes} encoder passes")
+    process = (
+        f"process {summary['process']} of {summary['processes']}: " if summary.get("processes", 1) > 1 else ""
+    )
+    skipped = f" ({summary['slices_skipped']} already complete)" if summary["slices_skipped"] else ""
+    print(
+        f"{process}wrote {args.output}: mask {tuple(summary['shape'])}, {summary['slices_predicted']} slices "
+        f"predicted{skipped}, {summary['encoder_passes']} encoder passes"
+    )
+    if "instances" in summary:
+        sizes = summary["instance_sizes"]
+        quantiles = ", ".join(f"{k} {v:.0f}" for k, v in sizes.items()) if sizes else "none"
+        print(f"wrote {args.labels}: {summary['instances']} instances; sizes in voxels: {quantiles}")
+
+
+def _add_score(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "score", help="foreground IoU/Dice and instance F1 of a predicted volume against its ground truth"
+    )
+    parser.add_argument("--prediction", required=True, help="binary mask: TIFF stack, slice folder or .zarr")
+    parser.add_argument("--truth", required=True, help="ground-truth binary mask of the same shape")
+    parser.add_argument(
+        "--labels", help="instance labels of the prediction (default: its 3D connected components)"
+    )
+    parser.add_argument("--json", help="also write the scores here as JSON")
+    parser.add_argument(
+        "--model", help="model folder whose card and model-index get the scores (prompt-free, whole volume)"
+    )
+    parser.set_defaults(handler=_score)
+
+
+def _score(args: argparse.Namespace) -> None:
+    from .hub import ModelCardInfo
+    from .scoring import score_table, score_volumes
+
+    card = ModelCardInfo.load(args.model) if args.model else None  # checked before the long work
+    if card is not None:
+        from .volumes import open_volume
+
+        made = open_volume(args.prediction).attrs.get("sam_mito", {})
+        if made.get("mode") == "boxes":
+            raise SamMitoError(
+                f"{args.prediction}: predicted with box prompts; --model records prompt-free scores only"
+            )
+    scores = score_volumes(args.prediction, args.truth, labels=args.labels, json_path=args.json)
+    print(score_table(scores))
+    if args.json:
+        print(f"wrote {args.json}")
+    if card is not None:
+        card.add_volume_scores(scores, volume=args.truth)
+        card.write(args.model)
+        print(f"updated {args.model}/README.md with the whole-volume scores")
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
@@ -301,6 +375,11 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"model, processor, card, comparison.json:  {args.out}/model")
     print(f"comparison figure:                        {args.out}/model/comparison.png")
     print(f"full-slice prediction:                    {args.out}/predict/mask.tif, prediction.png")
+    volume = prediction["volume_scores"]
+    print(
+        f"as OME-Zarr with instance labels:         {args.out}/predict/mask.zarr, labels.zarr; scored "
+        f"(scores.json): foreground IoU {volume['foreground_iou']:.4f}, instance F1 {volume['instance_f1']:.4f}"
+    )
 
 
 _PREPARE_INPUTS = ("--images", "--masks", "--test-images", "--test-masks")
@@ -323,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_prepare, _add_train, _add_evaluate, _add_predict, _add_demo]
+_COMMANDS = [_add_prepare, _add_train, _add_evaluate, _add_predict, _add_score, _add_demo]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,8 @@ from .hub import ModelCardInfo
 from .inference import Segmenter, predict_stack
 from .metrics import dice_iou
 from .modeling import TINY_BASE, load_sam
+from .predicting import predict_volume
+from .scoring import score_volumes
 from .synthetic import SyntheticEM
 from .training import train
 from .volumes import load_pair
@@ -89,7 +91,9 @@ def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | Non
     """Segment one whole slice the model never trained on, prompt-free, and score it.
 
     Synthetic: a fresh 768x1024 scene (another seed). Real data: the first slice of the test block.
-    Writes ``slice.tif``, ``mask.tif`` (0/255) and ``prediction.png`` (the mask over the slice).
+    Writes ``slice.tif``, ``truth.tif``, ``mask.tif`` (0/255), ``prediction.png`` (the mask over the
+    slice), and the same prediction as OME-Zarr (``mask.zarr``, ``labels.zarr``) scored by
+    :func:`sam_mito.scoring.score_volumes` into ``scores.json``.
     """
     if data is None:
         image, truth = SyntheticEM((1, 768, 1024), seed=1000).render(0)
@@ -99,9 +103,30 @@ def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | Non
         image, truth = images[index], masks[index]
     out_dir.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(out_dir / "slice.tif", image)
+    tifffile.imwrite(out_dir / "truth.tif", (truth > 0).astype("uint8") * 255)
     segmenter = Segmenter(*load_sam(str(model_dir)), mode="tile")
     predict_stack(segmenter, out_dir / "slice.tif", out_dir / "mask.tif")
     mask = tifffile.imread(out_dir / "mask.tif") > 0
     overlay(image, mask, (0, 160, 255), size=None).save(out_dir / "prediction.png")
     scores = dice_iou(mask, truth)
-    return {"dice": scores["dice"], "iou": scores["iou"], "encoder_passes": segmenter.encoder_passes}
+    # the same slice as OME-Zarr with instance labels, scored as a volume (what `sam-mito score` does)
+    zarr_segmenter = Segmenter(segmenter.model, segmenter.processor, mode="tile")
+    predict_volume(
+        zarr_segmenter,
+        out_dir / "slice.tif",
+        out_dir / "mask.zarr",
+        labels_path=out_dir / "labels.zarr",
+        overwrite=True,
+    )
+    volume_scores = score_volumes(
+        out_dir / "mask.zarr",
+        out_dir / "truth.tif",
+        labels=out_dir / "labels.zarr",
+        json_path=out_dir / "scores.json",
+    )
+    return {
+        "dice": scores["dice"],
+        "iou": scores["iou"],
+        "encoder_passes": segmenter.encoder_passes,
+        "volume_scores": {k: v for k, v in volume_scores.items() if k != "per_slice"},
+    }

@@ -209,6 +209,15 @@ def save_dataset(
 
 
 METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "pooled_iou": "pooled IoU"}
+#: Whole-volume scores (``sam-mito score``) shown in cards and their model-index.
+VOLUME_METRICS = {
+    "foreground_iou": "foreground IoU (voxel-wise)",
+    "foreground_dice": "foreground Dice (voxel-wise)",
+    "instance_precision": "instance precision (IoU >= 0.5)",
+    "instance_recall": "instance recall (IoU >= 0.5)",
+    "instance_f1": "instance F1 (IoU >= 0.5)",
+    "matched_iou": "mean IoU of matched instances",
+}
 #: Written by :func:`sam_mito.training.train` beside the model: the run's settings, token-free JSON.
 TRAINING_CONFIG = "training_config.json"
 #: Written beside the model: what its card shows (:class:`ModelCardInfo`).
@@ -301,6 +310,9 @@ class ModelCardInfo:
         Markdown shown under "Evaluation".
     figure : str or None
         File name of the comparison figure in the model folder.
+    volume_results : list of dict
+        Prompt-free whole-volume scores from ``sam-mito score --model``: one row per scored volume
+        with ``volume`` (its file name) and :data:`VOLUME_METRICS` keys.
     """
 
     base_model: str
@@ -320,6 +332,7 @@ class ModelCardInfo:
     results: list[dict] = field(default_factory=list)
     results_table: str = ""
     figure: str | None = None
+    volume_results: list[dict] = field(default_factory=list)
 
     def save(self, folder: str | Path) -> None:
         """Write ``card_data.json`` into ``folder``."""
@@ -349,6 +362,14 @@ class ModelCardInfo:
         self.results_table = report["table"]
         self.figure = figure
 
+    def add_volume_scores(self, scores: dict, *, volume: str) -> None:
+        """Show :func:`sam_mito.scoring.score_volumes` scores of a prompt-free prediction of ``volume``.
+
+        A row for the same volume name is replaced; the per-slice figures are left out of the card.
+        """
+        row = {"volume": public_name(volume), **{key: scores[key] for key in VOLUME_METRICS}}
+        self.volume_results = [r for r in self.volume_results if r["volume"] != row["volume"]] + [row]
+
     def card(self, model_name: str) -> ModelCard:
         """Render ``hub_cards/model_card.md``."""
         card_data = ModelCardData(
@@ -371,7 +392,20 @@ class ModelCardInfo:
         )
 
     def _eval_results(self) -> list[EvalResult]:
-        return [
+        volume_rows = [
+            EvalResult(
+                task_type="image-segmentation",
+                dataset_type=row["volume"],
+                dataset_name=row["volume"],
+                metric_type=metric,
+                metric_name=f"{name} (prompt-free, whole volume)",
+                metric_value=round(float(row[metric]), 4),
+            )
+            for row in self.volume_results
+            for metric, name in VOLUME_METRICS.items()
+            if row.get(metric) is not None
+        ]
+        return volume_rows + [
             EvalResult(
                 task_type="image-segmentation",
                 dataset_type=self.dataset,

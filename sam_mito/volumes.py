@@ -1,8 +1,9 @@
 """Read EM images and volumes one slice at a time, with one intensity normalisation rule.
 
-Every stage that needs pixels (``prepare``, ``predict``, the demo) opens its input here: multi-page
-TIFF stacks, single PNG/TIFF images and folders of PNG/TIFF slices sorted by name. Slices are read
-lazily, so memory stays at a few slices whatever the depth.
+Every stage that needs pixels (``prepare``, ``predict``, ``score``, the demo) opens its input here:
+multi-page TIFF stacks, single PNG/TIFF images, folders of PNG/TIFF slices sorted by name, and zarr
+(an OME-Zarr image's full-resolution array, or a plain ``(Z, Y, X)`` array). Slices (or, for
+zarr, chunk-aligned blocks) are read lazily, so memory stays at a few slices whatever the depth.
 
 The normalisation rule, chosen per volume: ``uint8`` data passes through; integer data within
 0..255 is cast; anything else (16-bit, float) is rescaled linearly between the
@@ -14,7 +15,7 @@ way training saw its data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,14 @@ class Volume:
         Name used in error messages.
     single_image : bool, keyword-only
         True when the input was one 2-D image (shape ``(1, H, W)``).
+    chunks : tuple of int or None, keyword-only
+        ``(z, y, x)`` storage chunks of a chunked (zarr) source, which reads any block cheaply;
+        None for slice-by-slice sources (TIFF pages, slice files).
+    read_block : callable, keyword-only
+        ``read_block(zs, ys, xs)`` returns a ``(z, y, x)`` block as stored; by default the slices'
+        crops are stacked.
+    attrs : dict, keyword-only
+        Metadata of the source (a zarr group's attributes), e.g. how a prediction was made.
     """
 
     def __init__(
@@ -59,6 +68,9 @@ class Volume:
         source: str,
         *,
         single_image: bool = False,
+        chunks: tuple[int, int, int] | None = None,
+        read_block: Callable[[slice, slice, slice], np.ndarray] | None = None,
+        attrs: dict | None = None,
     ) -> None:
         if len(shape) != 3 or 0 in shape:
             raise SamMitoError(f"{source}: image has shape {shape}; expected (H, W) or (slices, H, W)")
@@ -68,7 +80,8 @@ class Volume:
             source,
             single_image,
         )
-        self._read = read
+        self._read, self._read_block = read, read_block
+        self.chunks, self.attrs = chunks, attrs or {}
         self._range: tuple[float, float] | None | bool = False  # False: not computed yet
 
     @classmethod
@@ -94,6 +107,16 @@ class Volume:
                 f"{self.source}: slice {z} has shape {data.shape}; expected {self.shape[1:]} like the first"
             )
         return data
+
+    def block(self, zs: slice, ys: slice, xs: slice) -> np.ndarray:
+        """The ``(z, y, x)`` block ``[zs, ys, xs]`` as stored (slices with explicit start and stop)."""
+        if self._read_block is not None:
+            data = np.asarray(self._read_block(zs, ys, xs))
+            expected = tuple(s.stop - s.start for s in (zs, ys, xs))
+            if data.shape != expected:
+                raise SamMitoError(f"{self.source}: block read with shape {data.shape}; expected {expected}")
+            return data
+        return np.stack([self.raw_slice(z)[ys, xs] for z in range(zs.start, zs.stop)])
 
     def raw(self) -> np.ndarray:
         """The whole volume as stored, ``(Z, H, W)`` (loads every slice)."""
@@ -129,13 +152,19 @@ class Volume:
         self._range = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
         return self._range
 
-    def slices(self, normalization: dict | None = None) -> Iterator[np.ndarray]:
-        """Yield ``uint8`` slices normalised by ``normalization`` (default :data:`NORMALIZATION`)."""
+    def slices(
+        self, normalization: dict | None = None, *, indices: Iterable[int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Yield ``uint8`` slices normalised by ``normalization`` (default :data:`NORMALIZATION`).
+
+        ``indices`` picks the slices (default: all, in order); the intensity window is always the
+        whole volume's, so a slice normalises the same whichever others are read.
+        """
         rule = normalization or NORMALIZATION
         if rule.get("rule") != NORMALIZATION["rule"]:
             raise SamMitoError(f"normalization rule {rule.get('rule')!r}: expected {NORMALIZATION['rule']!r}")
         window = self.intensity_range(tuple(rule["percentiles"]))
-        for z in range(len(self)):
+        for z in range(len(self)) if indices is None else indices:
             yield to_uint8(self.raw_slice(z), window)
 
     def read(self, normalization: dict | None = None) -> np.ndarray:
@@ -152,14 +181,21 @@ def to_uint8(data: np.ndarray, window: tuple[float, float] | None) -> np.ndarray
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
+def is_zarr(path: str | Path) -> bool:
+    """Whether ``path`` names a zarr store (its name ends in ``.zarr``)."""
+    return Path(path).name.lower().endswith(".zarr")
+
+
 def open_volume(path: str | Path) -> Volume:
-    """Open an image, a multi-page TIFF stack or a folder of PNG/TIFF slices for lazy reading.
+    """Open an image, a multi-page TIFF stack, a folder of PNG/TIFF slices or a zarr for lazy reading.
 
     Parameters
     ----------
     path : str or Path
-        A multi-page TIFF (compressed or not), a single PNG/TIFF image, or a folder of PNG/TIFF
-        slices sorted by file name.
+        A multi-page TIFF (compressed or not), a single PNG/TIFF image, a folder of PNG/TIFF
+        slices sorted by file name, or a ``.zarr`` store: an OME-Zarr image (its full-resolution
+        array; axes other than z, y, x must have length 1) or a plain ``(Z, Y, X)`` or ``(Y, X)``
+        array.
 
     Returns
     -------
@@ -169,6 +205,8 @@ def open_volume(path: str | Path) -> Volume:
     path = Path(path)
     if not path.exists():
         raise SamMitoError(f"{path}: no such file or folder")
+    if is_zarr(path):
+        return _zarr_volume(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in SLICE_SUFFIXES)
         if not files:
@@ -192,6 +230,84 @@ def open_volume(path: str | Path) -> Volume:
         if paged is not None:
             return paged
     return Volume.from_array(_read_image(path, keep_stack=True), source=str(path))
+
+
+def _zarr_volume(path: Path) -> Volume:
+    """A zarr array, or an OME-Zarr image's first (full-resolution) multiscale level, as a Volume."""
+    import zarr
+
+    expected = "expected an OME-Zarr image or a (Z, Y, X) zarr array"
+    try:
+        node = zarr.open(str(path), mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SamMitoError(f"{path}: cannot open as zarr ({err}); {expected}") from err
+    attrs, axes = dict(node.attrs), None
+    if isinstance(node, zarr.Group):
+        multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+        if not multiscales or not multiscales[0].get("datasets"):
+            raise SamMitoError(f"{path}: zarr group without OME-Zarr multiscales metadata; {expected}")
+        level = multiscales[0]["datasets"][0]["path"]
+        try:
+            array = node[level]
+        except KeyError as err:
+            raise SamMitoError(
+                f"{path}: multiscales names array '{level}', which is missing; {expected}"
+            ) from err
+        if not isinstance(array, zarr.Array):
+            raise SamMitoError(f"{path}/{level}: not an array; {expected}")
+        axes = [a["name"] if isinstance(a, dict) else a for a in multiscales[0].get("axes", [])] or None
+    else:
+        array = node
+    index = _spatial_index(array.shape, axes, str(path))
+    if array.dtype.kind not in "biuf" or index is None:
+        raise SamMitoError(
+            f"{path}: zarr array of shape {array.shape} and dtype {array.dtype}; {expected} of numbers"
+        )
+    kept = [i for i, item in enumerate(index) if isinstance(item, slice)]
+    shape = tuple(array.shape[i] for i in kept)
+    chunks = tuple(array.chunks[i] for i in kept)
+    single = len(shape) == 2
+    if single:
+        shape, chunks = (1, *shape), (1, *chunks)
+
+    def read_block(zs: slice, ys: slice, xs: slice) -> np.ndarray:
+        where = list(index)
+        spatial = [ys, xs] if single else [zs, ys, xs]
+        for i, s in zip(kept, spatial, strict=True):
+            where[i] = s
+        return array[tuple(where)].reshape(zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start)
+
+    def read(z: int) -> np.ndarray:
+        return read_block(slice(z, z + 1), slice(0, shape[1]), slice(0, shape[2]))[0]
+
+    return Volume(
+        shape,
+        array.dtype,
+        read,
+        str(path),
+        single_image=single,
+        chunks=chunks,
+        read_block=read_block,
+        attrs=attrs,
+    )
+
+
+def _spatial_index(shape: tuple[int, ...], axes: list[str] | None, source: str) -> list | None:
+    """Index picking the z/y/x (or y/x) axes of an array, fixing every other axis at 0 (None: not an image).
+
+    With named axes, non-spatial ones (t, c) must have length 1; without, leading length-1 axes are
+    dropped until two or three remain.
+    """
+    if axes is not None:
+        if len(axes) != len(shape):
+            raise SamMitoError(f"{source}: multiscales axes {axes} do not match the array's shape {shape}")
+        spatial = [name in ("z", "y", "x") for name in axes]
+    else:
+        extra = max(0, len(shape) - 3)
+        spatial = [False] * extra + [True] * (len(shape) - extra)
+    if sum(spatial) not in (2, 3) or any(n != 1 for n, keep in zip(shape, spatial, strict=True) if not keep):
+        return None
+    return [slice(None) if keep else 0 for keep in spatial]
 
 
 def _paged_tiff(path: Path) -> Volume | None:

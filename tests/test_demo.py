@@ -49,3 +49,11 @@ def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, c
     )
     assert mask.shape == image.shape == (768, 1024) and set(np.unique(mask)) <= {0, 255}
     assert (out / "predict" / "prediction.png").exists()
+    # the same unseen slice as OME-Zarr with instance labels, scored as a volume
+    from sam_mito.volumes import open_volume
+
+    assert np.array_equal(open_volume(out / "predict" / "mask.zarr").raw()[0], mask)
+    assert open_volume(out / "predict" / "labels.zarr").dtype == np.uint32
+    scores = json.loads((out / "predict" / "scores.json").read_text())
+    assert 0 <= scores["foreground_iou"] <= 1 and len(scores["per_slice"]) == 1
+    assert f"foreground IoU {scores['foreground_iou']:.4f}" in printed

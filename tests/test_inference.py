@@ -212,3 +212,40 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tiny_model_dir, stack_p
         assert len(errors) == 1 and "Traceback" not in error
         assert re.search(message, errors[0]), error
         assert list(tmp_path.glob("*pred.tif*")) == []
+
+
+@pytest.mark.parametrize(
+    ("overlap", "halo", "cores_only"), [(0, 32, False), (16, 20, False), (0, 32, True), (0, 300, True)]
+)
+def test_context_margin_windows_reassemble_the_slice(tiny_model_dir, overlap, halo, cores_only):
+    image = np.random.default_rng(3).integers(0, 256, (300, 500), dtype=np.uint8)
+    segmenter = _echo_segmenter(tiny_model_dir, tile=128, overlap=overlap, halo=halo, cores_only=cores_only)
+    seen = []
+    echo = segmenter._tile_probability
+    segmenter._tile_probability = lambda window, boxes: seen.append(window.shape) or echo(window, boxes)
+    np.testing.assert_allclose(segmenter.probabilities(image), image / 255, atol=1e-6)
+    assert set(seen) == {(128 + 2 * halo, 128 + 2 * halo)}  # every pass sees the tile and its margin
+
+
+def test_a_768x1024_slice_costs_12_encoder_passes_at_the_default_tile(tiny_model_dir):
+    segmenter = Segmenter(*load_sam(str(tiny_model_dir)), tile=256)
+    segmenter.probabilities(np.zeros((768, 1024), np.uint8))
+    assert segmenter.encoder_passes == 12
+
+
+def test_blended_margins_leave_no_step_at_a_tile_border(tiny_model_dir):
+    image = np.zeros((128, 256), np.uint8)
+    segmenter = _echo_segmenter(tiny_model_dir, tile=128, overlap=0, halo=32)
+    calls = []
+
+    def first_window_says_0_then_1(window, boxes):
+        calls.append(window.shape)
+        return np.full(window.shape, float(len(calls) > 1), np.float32)
+
+    segmenter._tile_probability = first_window_says_0_then_1
+    row = segmenter.probabilities(image)[64]
+    assert row[0] == 0 and row[-1] == 1 and calls == [(192, 192)] * 2
+    assert np.all(np.diff(row) >= 0) and np.abs(np.diff(row)).max() < 0.05  # a ramp across 64 px, no step
+    segmenter.cores_only = True
+    calls.clear()
+    assert np.abs(np.diff(segmenter.probabilities(image)[64])).max() == 1  # cores only: a step at x = 128

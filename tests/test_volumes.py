@@ -124,3 +124,69 @@ def test_empty_folder_and_missing_path(tmp_path):
         open_volume(tmp_path)
     with pytest.raises(SamMitoError, match="no such file or folder"):
         open_volume(tmp_path / "absent.tif")
+
+
+def test_ome_zarr_round_trip_reads_the_full_resolution_level(tmp_path):
+    from sam_mito.omezarr import create_image
+
+    data = np.arange(3 * 600 * 700, dtype=np.uint32).reshape(3, 600, 700)
+    array = create_image(tmp_path / "labels.zarr", data.shape, data.dtype, labels=True)
+    array[:] = data
+    assert array.chunks == (1, 512, 512)
+    volume = open_volume(tmp_path / "labels.zarr")
+    assert volume.shape == (3, 600, 700) and volume.chunks == (1, 512, 512)
+    assert volume.attrs["image-label"] == {"version": "0.4"}
+    assert [a["name"] for a in volume.attrs["multiscales"][0]["axes"]] == ["z", "y", "x"]
+    assert np.array_equal(volume.raw(), data)
+    assert np.array_equal(volume.block(slice(1, 3), slice(500, 600), slice(5, 9)), data[1:3, 500:600, 5:9])
+
+
+def test_ngff_05_image_with_a_channel_axis_and_a_pyramid(tmp_path):
+    import zarr
+
+    data = np.random.default_rng(0).integers(0, 255, (1, 4, 6, 8), dtype=np.uint8)
+    group = zarr.open_group(str(tmp_path / "img.zarr"), mode="w", zarr_format=3)
+    group.create_array("s0", shape=data.shape, dtype="uint8", chunks=(1, 1, 6, 8))[:] = data
+    group.create_array("s1", shape=(1, 4, 3, 4), dtype="uint8")
+    axes = [{"name": "c", "type": "channel"}] + [{"name": n, "type": "space"} for n in "zyx"]
+    datasets = [
+        {"path": p, "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1, 1]}]}
+        for p in ("s0", "s1")
+    ]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}
+    volume = open_volume(tmp_path / "img.zarr")
+    assert volume.shape == (4, 6, 8) and not volume.single_image
+    assert np.array_equal(volume.read(), data[0])
+
+
+def test_plain_zarr_arrays_3d_and_2d(tmp_path):
+    import zarr
+
+    stack = np.arange(2 * 5 * 7, dtype=np.uint16).reshape(2, 5, 7) * 1000
+    zarr.open_array(str(tmp_path / "s.zarr"), mode="w", shape=stack.shape, dtype="uint16")[:] = stack
+    volume = open_volume(tmp_path / "s.zarr")
+    assert volume.shape == (2, 5, 7) and volume.read().max() == 255  # 16-bit: rescaled like TIFF
+    image = zarr.open_array(str(tmp_path / "i.zarr"), mode="w", shape=(5, 7), dtype="uint8")
+    image[:] = 9
+    single = open_volume(tmp_path / "i.zarr")
+    assert single.single_image and single.shape == (1, 5, 7) and single.read()[0, 4, 6] == 9
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p, zarr: zarr.open_group(str(p), mode="w"), "without OME-Zarr multiscales"),
+        (
+            lambda p, zarr: zarr.open_array(str(p), mode="w", shape=(2, 3, 4, 5), dtype="uint8"),
+            "expected an OME-Zarr",
+        ),
+        (lambda p, zarr: zarr.open_array(str(p), mode="w", shape=(2, 3), dtype="complex64"), "of numbers"),
+        (lambda p, zarr: p.mkdir(), "cannot open as zarr"),
+    ],
+)
+def test_zarr_that_is_not_an_image_is_refused(tmp_path, make, message):
+    import zarr
+
+    make(tmp_path / "x.zarr", zarr)
+    with pytest.raises(SamMitoError, match=message):
+        open_volume(tmp_path / "x.zarr")

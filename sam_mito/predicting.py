@@ -1,0 +1,280 @@
+"""Predict whole volumes into TIFF or OME-Zarr, with instance labels; zarr runs are parallel and resumable.
+
+``sam-mito predict`` comes here. A ``.zarr`` output is an OME-Zarr image (:mod:`sam_mito.omezarr`)
+written slice by slice in place:
+
+- **parallel**: under ``accelerate launch --num_processes N -m sam_mito predict ...`` each process
+  takes a contiguous range of slices and writes them straight into the store (chunks are one slice
+  deep, so no two processes write the same chunk); the result is byte-identical to one process
+  running as many threads as each of them (``accelerate launch`` gives each CPU process the
+  physical cores divided by the processes; other thread counts sum in another order, which moves
+  float probabilities by about 1e-7).
+- **resumable**: a slice counts as complete only once its chunks are written (an empty marker file
+  per slice under ``.sam_mito_progress/`` inside the store). Started again with the same command, a
+  killed run skips complete slices and ends byte-identical to an uninterrupted one (``overwrite``
+  does not restart an unfinished run of the same settings). The run's settings are recorded in the
+  group's ``sam_mito`` attribute; a finished output, or one started with other settings, is
+  refused without ``overwrite``.
+- **instances**: ``labels`` are the 3D connected components of the final mask
+  (:mod:`sam_mito.instances`), computed by the first process once every slice exists.
+
+TIFF outputs stay single-process and atomic (:func:`sam_mito.inference.predict_stack`).
+
+Slices stream through :func:`_slice_probabilities` and are finished (thresholded, small objects
+dropped) one at a time; a z-window over neighbouring probabilities would extend that generator with
+a few halo slices at the edges of each process's range.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import __version__
+from .errors import SamMitoError
+from .inference import Segmenter, postprocess, predict_stack, read_boxes
+from .instances import label_mask
+from .omezarr import create_image, open_image
+from .volumes import Volume, is_zarr, open_volume
+
+logger = logging.getLogger(__name__)
+
+#: Folder inside a zarr output holding one empty marker file per complete slice.
+PROGRESS_DIR = ".sam_mito_progress"
+#: Group attribute recording how a zarr output was made and whether it is finished.
+RUN_ATTR = "sam_mito"
+
+
+def _processes(segmenter: Segmenter) -> tuple[int, int, Callable[[], None]]:
+    """``(rank, world size, barrier)``: accelerate's state under ``accelerate launch``, else one process.
+
+    Under several processes the model moves to this process's device (its GPU, or the CPU).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, lambda: None
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # gloo across CPU processes
+    segmenter.model.to(state.device)
+    return state.process_index, state.num_processes, state.wait_for_everyone
+
+
+def predict_volume(
+    segmenter: Segmenter,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    labels_path: str | Path | None = None,
+    probabilities_path: str | Path | None = None,
+    boxes_path: str | Path | None = None,
+    threshold: float = 0.5,
+    min_size: int = 0,
+    overwrite: bool = False,
+) -> dict:
+    """Segment an image, stack, slice folder or zarr into a 0/255 ``uint8`` mask of the same shape.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        The model, prompt mode and tiling.
+    input_path : str or Path
+        TIFF/PNG image, multi-page TIFF, slice folder, or ``.zarr`` (OME-Zarr image or array).
+    output_path : str or Path
+        Mask: ``.zarr`` (OME-Zarr, parallel and resumable) or TIFF (single process, atomic).
+    labels_path : str or Path, keyword-only
+        Also write instance labels (``uint32``, 0 = background): 3D connected components of the
+        final mask, ``.zarr`` or TIFF.
+    probabilities_path : str or Path, keyword-only
+        Also write the float32 probabilities (``.zarr`` with a zarr output, TIFF with a TIFF one).
+    boxes_path : str or Path, keyword-only
+        Boxes JSON for ``boxes`` mode (see :func:`sam_mito.inference.read_boxes`).
+    threshold, min_size : keyword-only
+        See :func:`sam_mito.inference.postprocess` (``min_size`` applies per slice).
+    overwrite : bool, keyword-only
+        Replace a finished zarr output (or one started with other settings, or not made by
+        sam-mito), and existing labels; an unfinished run of the same settings still resumes.
+
+    Returns
+    -------
+    dict
+        ``shape``, ``encoder_passes`` (this process), ``slices_predicted``, ``slices_skipped``;
+        with labels, ``instances`` and ``instance_sizes`` (voxel quantiles ``p0``..``p100``).
+    """
+    rank, world, barrier = _processes(segmenter)
+    volume = open_volume(input_path)
+    outputs = [Path(p) for p in (output_path, probabilities_path, labels_path) if p is not None]
+    _check_outputs(outputs, [input_path, boxes_path])
+    if not is_zarr(output_path):
+        if world > 1:
+            raise SamMitoError(
+                f"{output_path}: TIFF output is single-process; write a .zarr to use several processes"
+            )
+        if probabilities_path is not None and is_zarr(probabilities_path):
+            raise SamMitoError(f"{probabilities_path}: write .zarr probabilities with a .zarr --output")
+        shape = predict_stack(
+            segmenter,
+            input_path,
+            output_path,
+            boxes_path=boxes_path,
+            probabilities_path=probabilities_path,
+            threshold=threshold,
+            min_size=min_size,
+        )
+        summary = {
+            "shape": shape,
+            "encoder_passes": segmenter.encoder_passes,
+            "slices_predicted": volume.shape[0],
+            "slices_skipped": 0,
+        }
+        if labels_path is not None:
+            summary.update(label_mask(open_volume(output_path), labels_path))
+        return summary
+    if probabilities_path is not None and not is_zarr(probabilities_path):
+        raise SamMitoError(f"{probabilities_path}: with a .zarr --output, probabilities must be .zarr too")
+    boxes = read_boxes(boxes_path, volume.shape) if boxes_path is not None else None
+    if segmenter.mode == "boxes" and boxes is None:
+        raise SamMitoError("mode 'boxes' needs a boxes JSON file (--boxes)")
+    settings = _settings(segmenter, volume, input_path, outputs, boxes_path, threshold, min_size)
+    resume = _existing_run(Path(output_path), settings, overwrite=overwrite)
+    if not resume:
+        _check_labels_target(labels_path, overwrite=overwrite)
+        if probabilities_path is not None and Path(probabilities_path).exists() and not overwrite:
+            raise SamMitoError(f"{probabilities_path}: exists (pass --overwrite to replace it)")
+    barrier()  # every process has checked the existing output before the first one replaces it
+    if rank == 0 and not resume:
+        _create(volume.shape, output_path, probabilities_path, labels_path, settings)
+    barrier()
+    masks = open_image(output_path)[1]
+    probabilities = open_image(probabilities_path)[1] if probabilities_path is not None else None
+    progress = Path(output_path) / PROGRESS_DIR
+    done = {int(p.name) for p in progress.iterdir()}
+    depth = volume.shape[0]
+    assigned = range(rank * depth // world, (rank + 1) * depth // world)
+    mine = [z for z in assigned if z not in done]
+    for z, probability in _slice_probabilities(segmenter, volume, mine, boxes, rank=rank):
+        masks[z] = postprocess(probability, threshold=threshold, min_size=min_size)
+        if probabilities is not None:
+            probabilities[z] = probability
+        (progress / f"{z:06d}").touch()  # only now is the slice complete
+    summary = {
+        "shape": volume.shape[1:] if volume.single_image else volume.shape,
+        "encoder_passes": segmenter.encoder_passes,
+        "slices_predicted": len(mine),
+        "slices_skipped": len(assigned) - len(mine),
+        "process": rank,
+        "processes": world,
+    }
+    barrier()
+    if rank == 0:
+        missing = sorted(set(range(depth)) - {int(p.name) for p in progress.iterdir()})
+        if missing:
+            raise SamMitoError(
+                f"{output_path}: slices {missing[:5]} are not complete; run the same command again"
+            )
+        if labels_path is not None:
+            summary.update(label_mask(open_volume(output_path), labels_path))
+        group = open_image(output_path)[0]
+        group.attrs[RUN_ATTR] = {**settings, "complete": True}
+        shutil.rmtree(progress)
+    return summary
+
+
+def _check_outputs(outputs: list[Path], inputs: list) -> None:
+    """Every output's folder exists, no output is an input, and no two outputs are the same path."""
+    seen = set()
+    for target in outputs:
+        if not target.parent.is_dir():
+            raise SamMitoError(f"{target}: folder {target.parent} does not exist")
+        resolved = target.resolve()
+        for source in inputs:
+            if source is not None and Path(source).resolve() == resolved:
+                raise SamMitoError(
+                    f"{target}: the output would overwrite the input {source}; choose another path"
+                )
+        if resolved in seen:
+            raise SamMitoError(f"{target}: named for two outputs; expected a different path for each")
+        seen.add(resolved)
+
+
+def _check_labels_target(labels_path: str | Path | None, *, overwrite: bool) -> None:
+    if labels_path is not None and Path(labels_path).exists() and not overwrite:
+        raise SamMitoError(f"{labels_path}: exists (pass --overwrite to replace it)")
+
+
+def _settings(segmenter, volume, input_path, outputs, boxes_path, threshold, min_size) -> dict:
+    """What a zarr output records about its run; a resumed run must match it exactly."""
+    return {
+        "sam_mito_version": __version__,
+        "model": str(getattr(segmenter.model.config, "_name_or_path", "")),
+        "input": str(Path(input_path).resolve()),
+        "shape": list(volume.shape),
+        "outputs": [str(p.resolve()) for p in outputs],
+        "mode": segmenter.mode,
+        "tile": segmenter.tile,
+        "overlap": segmenter.overlap,
+        "halo": segmenter.halo,
+        "cores_only": segmenter.cores_only,
+        "grid_size": segmenter.grid_size,
+        "precision": segmenter.precision,
+        "normalization": segmenter.normalization,
+        "boxes": str(Path(boxes_path).resolve()) if boxes_path is not None else None,
+        "threshold": threshold,
+        "min_size": min_size,
+    }
+
+
+def _existing_run(output: Path, settings: dict, *, overwrite: bool) -> bool:
+    """Whether ``output`` is an unfinished run of these ``settings`` to resume (with or without
+    ``overwrite``); anything else there is refused unless ``overwrite``, which starts afresh."""
+    if not output.exists():
+        return False
+    try:
+        recorded = dict(open_image(output, mode="r")[0].attrs).get(RUN_ATTR)
+    except (OSError, ValueError, KeyError):
+        recorded = None
+    if recorded is None:
+        problem = "exists and is not a sam-mito prediction (pass --overwrite to replace it)"
+    elif recorded.get("complete"):
+        problem = "prediction is finished (pass --overwrite to predict it again)"
+    elif changed := sorted(key for key in settings if recorded.get(key) != settings[key]):
+        problem = (
+            f"unfinished prediction started with other settings ({', '.join(changed)}); "
+            "run the same command to resume it, or pass --overwrite to start again"
+        )
+    else:
+        logger.info("resuming %s", output)
+        return True
+    if overwrite:
+        return False
+    raise SamMitoError(f"{output}: {problem}")
+
+
+def _create(shape, output_path, probabilities_path, labels_path, settings) -> None:
+    """Start a run afresh: replace the outputs (labels, written last, are removed until then)."""
+    for path in (output_path, probabilities_path, labels_path):
+        if path is not None and Path(path).is_dir():
+            shutil.rmtree(path)
+        elif path is not None and Path(path).exists():
+            Path(path).unlink()
+    attrs = {RUN_ATTR: {**settings, "complete": False}}
+    create_image(output_path, shape, np.uint8, attrs=attrs)
+    (Path(output_path) / PROGRESS_DIR).mkdir()
+    if probabilities_path is not None:
+        create_image(probabilities_path, shape, np.float32, attrs=attrs)
+
+
+def _slice_probabilities(
+    segmenter: Segmenter, volume: Volume, indices: list[int], boxes: dict | None, *, rank: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(z, probability)`` of the slices ``indices``, in order."""
+    slices = volume.slices(segmenter.normalization, indices=indices)
+    progress = tqdm(slices, total=len(indices), desc=f"predicting (process {rank})", unit="slice")
+    for z, image in zip(indices, progress, strict=True):
+        yield z, segmenter.probabilities(image, boxes.get(z, []) if boxes else None)
