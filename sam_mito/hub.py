@@ -230,6 +230,9 @@ class ModelCardInfo:
         What the card's usage snippet loads.
     demo_base : bool
         The base is the packaged tiny demonstration SAM.
+    mask_outputs : str
+        Decoder outputs trained: ``all`` (single mask and the three multimask outputs) or
+        ``single``; it decides how the card's usage snippet calls the model.
     results : list of dict
         Fine-tuned scores, rows with ``mode``, ``split`` and :data:`METRIC_NAMES` keys.
     results_table : str
@@ -249,6 +252,7 @@ class ModelCardInfo:
     hyperparameters: dict
     repo_or_path: str
     demo_base: bool = False
+    mask_outputs: str = "single"
     results: list[dict] = field(default_factory=list)
     results_table: str = ""
     figure: str | None = None
