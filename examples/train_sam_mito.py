@@ -10,28 +10,33 @@ accepted. ``sam_mito.train(config)`` runs the same recipe in one call.
 """
 
 import logging
+import sys
 
 from transformers import set_seed
 
-from sam_mito import SamMitoTrainer, load_patches
+from sam_mito import SamMitoError, SamMitoTrainer, load_patches
 from sam_mito.config import parse_config
+from sam_mito.runs import prepare_output_dir
 
 logger = logging.getLogger("train_sam_mito")
 
 
 def main() -> None:
-    # 1. Parse: a config file and/or flags.
+    # 1. Parse: a config file and/or flags; bad values, unknown flags and stray arguments stop here.
     config = parse_config()
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=config.get_process_log_level()
     )
+    # 2. The output folder: another run's checkpoints are refused unless resuming
+    #    (--resume_from_checkpoint PATH|true) or emptied (--overwrite_output_dir).
+    checkpoint = prepare_output_dir(config)
     set_seed(config.seed)
 
-    # 2. Load the patches made by `sam-mito prepare` (a folder or a Hub dataset id): this is
+    # 3. Load the patches made by `sam-mito prepare` (a folder or a Hub dataset id): this is
     #    `datasets.load_dataset`, plus a check that the splits and columns are there.
     patches = load_patches(config.dataset)
 
-    # 3. The trainer loads the base SAM, freezes all but the mask decoder and encodes each patch once.
+    # 4. The trainer loads the base SAM, freezes all but the mask decoder and encodes each patch once.
     trainer = SamMitoTrainer(
         model=config.model_name_or_path,
         args=config,
@@ -39,20 +44,20 @@ def main() -> None:
         eval_dataset=patches[config.eval_split] if config.eval_split else None,
     )
 
-    # 4. Train, then save weights, processor and settings.
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    # 5. Train (a non-finite loss stops it, naming the step), then save weights, processor and settings.
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
 
-    # 5. Validation Dice / IoU.
+    # 6. Validation Dice / IoU.
     if config.eval_split:
         metrics = trainer.evaluate()
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
 
-    # 6. The model card, then the Hub.
+    # 7. The model card, then the Hub.
     trainer.create_model_card()
     if config.push_to_hub:
         trainer.push_to_hub()
@@ -60,4 +65,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SamMitoError as err:
+        print(f"train_sam_mito.py: error: {err}", file=sys.stderr)
+        sys.exit(2)

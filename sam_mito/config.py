@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -10,6 +11,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .embeddings import ENCODE_BATCH_SIZE
 from .errors import SamMitoError
+from .losses import MASK_OUTPUTS
 from .modeling import DEFAULT_MODEL
 from .precision import PRECISIONS
 from .prompts import TRAIN_MODES
@@ -60,6 +62,24 @@ class SamMitoConfig(TrainingArguments):
     )
     dice_weight: float = field(default=1.0, metadata={"help": "Weight of the Dice term of the loss."})
     ce_weight: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy term of the loss."})
+    iou_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of the IoU-prediction term: mean squared error between each mask's predicted "
+            "IoU (iou_scores) and its real IoU with the target (0: the IoU head stays frozen)."
+        },
+    )
+    mask_outputs: str = field(
+        default="all",
+        metadata={
+            "help": "Decoder outputs trained: all (the single mask and SAM's three multimask outputs, of "
+            "which only the best per prompt is penalised), or single (the single mask only: the seed recipe).",
+            "choices": MASK_OUTPUTS,
+        },
+    )
+    multimask_weight: float = field(
+        default=1.0, metadata={"help": "mask_outputs=all: weight of the three multimask outputs' loss."}
+    )
     embedding_cache: bool = field(
         default=True, metadata={"help": "Encode each patch once and train on cached embeddings."}
     )
@@ -78,6 +98,10 @@ class SamMitoConfig(TrainingArguments):
     encode_batch_size: int = field(
         default=ENCODE_BATCH_SIZE,
         metadata={"help": "Images per encoder pass when caching (on CPU, 1 is leanest and fastest)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Empty an output_dir that holds another run's files (checkpoints, model) first."},
     )
     learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay."})
@@ -100,17 +124,65 @@ class SamMitoConfig(TrainingArguments):
                 )
         if self.box_jitter < 0:
             raise SamMitoError(f"box_jitter {self.box_jitter}: expected a non-negative number of pixels")
+        self._check_numbers()
         super().__post_init__()
 
     def __getstate__(self) -> dict:
         """Pickle without ``hub_token``: the Trainer saves these arguments as ``training_args.bin``."""
         return {**self.__dict__, "hub_token": None}
 
+    def _check_numbers(self) -> None:
+        """Refuse settings that cannot train, naming the field: before any data is read or encoded."""
+        at_least_one = (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+        )
+        for name in at_least_one + ("max_instances", "encode_batch_size"):
+            if getattr(self, name) < 1:
+                raise SamMitoError(f"{name} {getattr(self, name)}: expected at least 1")
+        for name in (
+            "learning_rate",
+            "weight_decay",
+            "dice_weight",
+            "ce_weight",
+            "iou_weight",
+            "multimask_weight",
+        ):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise SamMitoError(f"{name} {value}: expected a finite number >= 0")
+        if self.dice_weight == 0 and self.ce_weight == 0:
+            raise SamMitoError(
+                "dice_weight and ce_weight are both 0: expected a positive weight for the masks"
+            )
+        if self.mask_outputs == "all" and self.multimask_weight == 0:
+            raise SamMitoError(
+                "multimask_weight 0 with mask_outputs 'all': expected a positive weight, or mask_outputs 'single'"
+            )
+        if self.max_steps == 0:
+            raise SamMitoError(
+                "max_steps 0: expected a positive number of steps, or -1 to train num_train_epochs"
+            )
+        if self.max_steps < 0 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise SamMitoError(
+                f"num_train_epochs {self.num_train_epochs} with max_steps {self.max_steps}: zero training "
+                "steps; expected num_train_epochs > 0 or max_steps > 0"
+            )
+
+
+class _ConfigParser(HfArgumentParser):
+    """``HfArgumentParser`` whose errors (unknown choice, bad number) raise instead of exiting."""
+
+    def error(self, message: str):
+        raise SamMitoError(f"{message}; see `sam-mito train --help`")
+
 
 def parse_config(argv: list[str] | None = None) -> SamMitoConfig:
     """Build a :class:`SamMitoConfig` from ``[CONFIG.yaml|CONFIG.json] [--field value ...]``.
 
-    Values in the file become defaults; flags after it override them.
+    Values in the file become defaults; flags after it override them. Every setting is checked
+    here, before any data is read: a bad value, an unknown flag or a stray argument raises.
 
     Parameters
     ----------
@@ -120,11 +192,16 @@ def parse_config(argv: list[str] | None = None) -> SamMitoConfig:
     Returns
     -------
     SamMitoConfig
+
+    Raises
+    ------
+    SamMitoError
+        Naming the file, flag or field and what was expected.
     """
     import yaml
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(SamMitoConfig)
+    parser = _ConfigParser(SamMitoConfig)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         path = Path(argv.pop(0))
         try:
@@ -138,5 +215,10 @@ def parse_config(argv: list[str] | None = None) -> SamMitoConfig:
         if unknown:
             raise SamMitoError(f"{path}: unknown field(s) {unknown}; see `sam-mito train --help`")
         parser.set_defaults(**values)
-    (config,) = parser.parse_args_into_dataclasses(args=argv)
+    config, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if remaining:
+        raise SamMitoError(
+            f"unrecognized arguments: {' '.join(remaining)} (expected an optional CONFIG.yaml|json first, "
+            "then --field value flags; see `sam-mito train --help`)"
+        )
     return config

@@ -187,6 +187,67 @@ def decode(
     return Decoded(masks_to_image(outputs.pred_masks, size, image_size, pad=pad), outputs.iou_scores)
 
 
+def decode_all_masks(
+    model: SamModel,
+    size: tuple[int, int],
+    *,
+    image_embeddings: torch.Tensor | None = None,
+    pixel_values: torch.Tensor | None = None,
+    boxes: torch.Tensor | None = None,
+    points: torch.Tensor | None = None,
+) -> Decoded:
+    """All four masks of SAM's decoder in one pass: the single mask, then the three multimask outputs.
+
+    ``SamModel`` returns either mask 0 (``multimask_output=False``) or masks 1-3, although its
+    decoder computes all four. Training needs both, so this runs the multimask pass and rebuilds
+    mask 0 and its predicted IoU from the decoder's own intermediate outputs (captured by forward
+    hooks), instead of running the decoder twice. The result equals the two stock calls.
+
+    Parameters
+    ----------
+    model, size, image_embeddings, pixel_values, boxes, points
+        As in :func:`decode`.
+
+    Returns
+    -------
+    Decoded
+        Logits ``(B, K, 4, H, W)`` and predicted IoUs ``(B, K, 4)``; index 0 is what
+        ``multimask_output=False`` returns, indices 1-3 what ``multimask_output=True`` returns.
+    """
+    unwrapped = getattr(model, "module", model)
+    decoder = unwrapped.mask_decoder
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(name):
+        return lambda module, args, output: captured.__setitem__(name, output)
+
+    hooks = [
+        decoder.iou_prediction_head.register_forward_hook(keep("iou")),
+        decoder.output_hypernetworks_mlps[0].register_forward_hook(keep("hyper")),
+        decoder.upscale_conv2.register_forward_hook(keep("upscaled")),
+    ]
+    try:
+        multi = decode(
+            model,
+            size,
+            image_embeddings=image_embeddings,
+            pixel_values=pixel_values,
+            boxes=boxes,
+            points=points,
+            multimask_output=True,
+        )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    batch, prompts = multi.iou_scores.shape[:2]
+    upscaled = decoder.activation(captured["upscaled"])  # (B * K, C, h, w), as the decoder computes it
+    channels, height, width = upscaled.shape[1:]
+    upscaled = upscaled.reshape(batch, prompts, channels, height * width)
+    low_res = (captured["hyper"][:, :, None, :] @ upscaled).reshape(batch, prompts, 1, height, width)
+    single = masks_to_image(low_res, size, unwrapped.config.vision_config.image_size)
+    return Decoded(torch.cat([single, multi.logits], dim=2), captured["iou"])
+
+
 def decode_probabilities(
     model: SamModel,
     embeddings: torch.Tensor,

@@ -304,6 +304,9 @@ class ModelCardInfo:
         The base is the packaged tiny demonstration SAM.
     family : str
         The base's family, a key of :data:`sam_mito.families.FAMILIES` (``sam``, ``sam_hq``, ``sam2``).
+    mask_outputs : str
+        Decoder outputs trained: ``all`` (single mask and the three multimask outputs) or
+        ``single``; it decides how the card's usage snippet calls the model.
     results : list of dict
         Fine-tuned scores, rows with ``mode``, ``split`` and :data:`METRIC_NAMES` keys.
     results_table : str
@@ -329,6 +332,7 @@ class ModelCardInfo:
     family: str = "sam"
     unreached: list[str] = field(default_factory=list)
     run: dict = field(default_factory=dict)
+    mask_outputs: str = "single"
     results: list[dict] = field(default_factory=list)
     results_table: str = ""
     figure: str | None = None

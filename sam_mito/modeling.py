@@ -123,6 +123,30 @@ def freeze_for_decoder_training(model: SamModel) -> tuple[int, int]:
     return trainable, total
 
 
+def freeze_unused_outputs(model: SamModel, *, mask_outputs: str, iou_weight: float) -> None:
+    """Freeze the decoder parts the configured loss never reaches, so every trainable parameter gets a gradient.
+
+    With ``mask_outputs='single'`` only mask token 0 is decoded, so the hypernetwork MLPs of the
+    multimask tokens 1-3 are frozen; with ``iou_weight=0`` the IoU-prediction head is. (Distributed
+    training can then run with ``ddp_find_unused_parameters=False``.)
+
+    Parameters
+    ----------
+    model : SamModel
+        A SAM frozen for decoder training (:func:`freeze_for_decoder_training`).
+    mask_outputs : {"all", "single"}, keyword-only
+        The decoder outputs the loss fits (:data:`sam_mito.losses.MASK_OUTPUTS`).
+    iou_weight : float, keyword-only
+        Weight of the IoU-prediction term of the loss.
+    """
+    decoder = getattr(model, "module", model).mask_decoder
+    unreached = list(decoder.output_hypernetworks_mlps[1:]) if mask_outputs == "single" else []
+    if iou_weight == 0:
+        unreached.append(decoder.iou_prediction_head)
+    for module in unreached:
+        module.requires_grad_(False)
+
+
 def encoder_fingerprint(model: SamModel) -> str:
     """SHA-256 over the vision configuration and encoder weights: what the cached features depend on.
 

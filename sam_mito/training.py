@@ -15,16 +15,24 @@ from transformers.trainer_utils import HubStrategy
 from transformers.utils import PushInProgress
 
 from .config import RUN_RECORD, SamMitoConfig
-from .decoding import decode, pad_boxes
+from .decoding import Decoded, decode, decode_all_masks, pad_boxes
 from .embeddings import EmbeddingCache, build_cache, pixel_values
 from .errors import SamMitoError
 from .families import family_of
 from .hub import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo, public_json, public_name
-from .losses import DiceCELoss
+from .losses import MaskDecoderLoss
 from .metrics import dice_iou
-from .modeling import TINY_BASE, freeze_for_decoder_training, load_sam, processor_for, tiny_base_path
+from .modeling import (
+    TINY_BASE,
+    freeze_for_decoder_training,
+    freeze_unused_outputs,
+    load_sam,
+    processor_for,
+    tiny_base_path,
+)
 from .processes import freeze_unreached, keep_last_batch, per_row_losses, run_record, whole_modules
 from .prompts import BOX_COLUMNS, jitter_boxes, label_instances, row_boxes
+from .runs import check_train_size, prepare_output_dir
 from .uploads import push_model
 from .volumes import NORMALIZATION
 
@@ -223,7 +231,11 @@ class SamMitoTrainer(Trainer):
             processor = SamProcessor(image_processor=processing_class)
         else:
             processor = processor_for(model.config)
-        self.trainable_parameters, self.total_parameters = freeze_for_decoder_training(model)
+        _, self.total_parameters = freeze_for_decoder_training(model)
+        freeze_unused_outputs(model, mask_outputs=args.mask_outputs, iou_weight=args.iou_weight)
+        self.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if train_dataset is not None:
+            check_train_size(args, len(train_dataset))
         model.to(args.device)
         if isinstance(train_dataset, datasets.Dataset):
             # Saved with the model, so inference tiles and normalises slices as in training.
@@ -249,7 +261,9 @@ class SamMitoTrainer(Trainer):
             processing_class=processor.image_processor,
             **kwargs,
         )
-        self.loss_fn = DiceCELoss(dice_weight=args.dice_weight, ce_weight=args.ce_weight)
+        self.loss_fn = MaskDecoderLoss(
+            dice_weight=args.dice_weight, ce_weight=args.ce_weight, iou_weight=args.iou_weight
+        )
         self.loss_is_scaled_for_ga = False
         self._row_losses: list[torch.Tensor] | None = None
         #: Decoder modules frozen because the loss does not reach them.
@@ -273,21 +287,70 @@ class SamMitoTrainer(Trainer):
             )
         return torch.stack(moved).to(boxes.device)
 
-    def mask_logits(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mask logits ``(B, K, H, W)`` at the targets' resolution for the batch's box prompts."""
+    def decode_batch(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, Decoded]:
+        """Decoder outputs at the targets' resolution for the batch's (jittered, when training) boxes.
+
+        Returns
+        -------
+        dict
+            ``"single"``: the single mask per box (``M = 1``); with ``mask_outputs='all'`` also
+            ``"multimask"``: SAM's three masks per box, from the same decoder pass
+            (:func:`sam_mito.decoding.decode_all_masks`).
+        """
         size = tuple(inputs["targets"].shape[-2:])
         boxes = inputs["boxes"]
         if model.training and self.args.box_jitter > 0:
             boxes = self._jitter(boxes, inputs["index"], size)
         image = {k: inputs[k] for k in ("image_embeddings", "pixel_values") if k in inputs}
-        return decode(model, size, boxes=boxes, **image).logits[:, :, 0]
+        if self.args.mask_outputs == "single":
+            return {"single": decode(model, size, boxes=boxes, **image)}
+        both = decode_all_masks(model, size, boxes=boxes, **image)
+        return {
+            "single": Decoded(both.logits[:, :, :1], both.iou_scores[:, :, :1]),
+            "multimask": Decoded(both.logits[:, :, 1:], both.iou_scores[:, :, 1:]),
+        }
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """DiceCE between the mask logits of every real (unpadded) box and its target mask."""
-        logits = self.mask_logits(model, inputs)
-        valid = inputs["box_valid"]
-        loss = self.loss_fn(logits[valid][:, None], inputs["targets"][valid][:, None])
-        return (loss, {"logits": logits}) if return_outputs else loss
+        """SAM's decoder loss over every real (unpadded) box (:class:`sam_mito.losses.MaskDecoderLoss`).
+
+        The single mask's DiceCE, plus, with ``mask_outputs='all'``, ``multimask_weight`` times the
+        DiceCE of the best of the three multimask outputs; each with ``iou_weight`` times the squared
+        error of the predicted IoUs.
+        """
+        outputs = self.decode_batch(model, inputs)
+        valid, targets = inputs["box_valid"], inputs["targets"]
+        single = outputs["single"]
+        loss = self.loss_fn(single.logits[valid], single.iou_scores[valid], targets[valid])
+        if "multimask" in outputs:
+            multi = outputs["multimask"]
+            loss = loss + self.args.multimask_weight * self.loss_fn(
+                multi.logits[valid], multi.iou_scores[valid], targets[valid]
+            )
+        return (loss, {"logits": single.logits[:, :, 0]}) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """One step; a non-finite loss (on any process) stops training before the optimizer step."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.args.world_size > 1:
+            finite = self.accelerator.gather(finite)
+        if not bool(finite.all()):
+            raise SamMitoError(
+                f"non-finite training loss at step {self.state.global_step + 1} ({loss.item()} on process "
+                f"{self.args.process_index}): stopped before the weights took that step; lower "
+                f"learning_rate or check the data (checkpoints already in {self.args.output_dir} are intact)"
+            )
+        return loss
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save as ``Trainer.save_model`` does, but never weights that hold NaN or infinity."""
+        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise SamMitoError(
+                f"non-finite weights after step {self.state.global_step} ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}): not saved to {output_dir or self.args.output_dir}"
+            )
+        super().save_model(output_dir, _internal_call=_internal_call)
 
     def get_eval_dataloader(self, eval_dataset=None):
         """The Trainer's evaluation loader, keeping every row: ``dataloader_drop_last`` is for training."""
@@ -419,7 +482,11 @@ class SamMitoTrainer(Trainer):
         base = args.model_name_or_path
         steps = "max_steps" if args.max_steps > 0 else "num_train_epochs"
         keys = ("learning_rate", "optim", "weight_decay", "per_device_train_batch_size")
-        keys += ("gradient_accumulation_steps", steps, "lr_scheduler_type", "embedding_cache")
+        keys += ("gradient_accumulation_steps", steps, "lr_scheduler_type", "embedding_cache", "mask_outputs")
+        weights = {"Dice": args.dice_weight, "binary cross-entropy": args.ce_weight}
+        weights["IoU-prediction mean squared error"] = args.iou_weight
+        multimask = "three multimask outputs (best one's Dice + cross-entropy, all IoUs)"
+        weights.update({multimask: args.multimask_weight} if args.mask_outputs == "all" else {})
         return ModelCardInfo(
             base_model=public_name(base),
             family=family_of(self.model.config).name,
@@ -427,7 +494,8 @@ class SamMitoTrainer(Trainer):
             train_split=args.train_split,
             prompt_mode=args.prompt_mode,
             box_jitter=args.box_jitter,
-            loss_weights={"Dice": args.dice_weight, "binary cross-entropy": args.ce_weight},
+            loss_weights=weights,
+            mask_outputs=args.mask_outputs,
             trainable_parameters=self.trainable_parameters,
             total_parameters=self.total_parameters,
             unreached=self.unreached,
@@ -454,8 +522,9 @@ class SamMitoTrainer(Trainer):
 def train(config: SamMitoConfig) -> dict[str, float]:
     """The fine-tuning recipe over :class:`SamMitoTrainer`; returns the final metrics.
 
-    Load the prepared splits, let the Trainer load and freeze the base SAM and encode the patches
-    once, train, save model + processor + card, evaluate, and push to the Hub if asked.
+    Check the settings and ``output_dir`` (:func:`prepare_output_dir`), load the prepared splits,
+    let the Trainer load and freeze the base SAM and encode the patches once, train, save model +
+    processor + card, evaluate, and push to the Hub if asked.
 
     Parameters
     ----------
@@ -471,11 +540,12 @@ def train(config: SamMitoConfig) -> dict[str, float]:
 
     if config.dataset is None:
         raise SamMitoError("no dataset given: set `dataset` to a folder or Hub id made by `sam-mito prepare`")
+    checkpoint = prepare_output_dir(config)
     set_seed(config.seed)
     train_split = load_patches(config.dataset, config.train_split)
     eval_split = load_patches(config.dataset, config.eval_split) if config.eval_split else None
     trainer = SamMitoTrainer(args=config, train_dataset=train_split, eval_dataset=eval_split)
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model()
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
