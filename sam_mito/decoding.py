@@ -201,7 +201,8 @@ def decode_all_masks(
     ``SamModel`` returns either mask 0 (``multimask_output=False``) or masks 1-3, although its
     decoder computes all four. Training needs both, so this runs the multimask pass and rebuilds
     mask 0 and its predicted IoU from the decoder's own intermediate outputs (captured by forward
-    hooks), instead of running the decoder twice. The result equals the two stock calls.
+    hooks), instead of running the decoder twice. The result equals the two stock calls, which is
+    what other families (SAM-HQ, SAM 2.1) run.
 
     Parameters
     ----------
@@ -215,6 +216,18 @@ def decode_all_masks(
         ``multimask_output=False`` returns, indices 1-3 what ``multimask_output=True`` returns.
     """
     unwrapped = getattr(model, "module", model)
+    inputs = {
+        "image_embeddings": image_embeddings,
+        "pixel_values": pixel_values,
+        "boxes": boxes,
+        "points": points,
+    }
+    if family_of(unwrapped.config).name != "sam":  # other decoders: the two stock calls
+        single, multi = (decode(model, size, **inputs, multimask_output=many) for many in (False, True))
+        return Decoded(
+            torch.cat([single.logits, multi.logits], dim=2),
+            torch.cat([single.iou_scores, multi.iou_scores], dim=2),
+        )
     decoder = unwrapped.mask_decoder
     captured: dict[str, torch.Tensor] = {}
 
@@ -244,7 +257,7 @@ def decode_all_masks(
     channels, height, width = upscaled.shape[1:]
     upscaled = upscaled.reshape(batch, prompts, channels, height * width)
     low_res = (captured["hyper"][:, :, None, :] @ upscaled).reshape(batch, prompts, 1, height, width)
-    single = masks_to_image(low_res, size, unwrapped.config.vision_config.image_size)
+    single = masks_to_image(low_res, size, input_size(unwrapped.config))
     return Decoded(torch.cat([single, multi.logits], dim=2), captured["iou"])
 
 
