@@ -180,7 +180,15 @@ def _bad_input_cases(tmp_path):
     _write_zarr(tmp_path / "float_labels.zarr", pred.astype(np.float32))
     zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
     zarr.open_array(str(tmp_path / "line.zarr"), mode="w", shape=(5,), dtype="uint8")
+    boxes = create_image(tmp_path / "boxes.zarr", pred.shape, np.uint8, attrs={"sam_mito": {"mode": "boxes"}})
+    boxes[:] = pred
+    (tmp_path / "model").mkdir()
+    _card(tmp_path / "model")
     return {
+        "boxes prediction on a card": (
+            ["--prediction", "boxes.zarr", "--truth", "truth.tif", "--model", "model"],
+            "predicted with box prompts; --model records prompt-free scores only",
+        ),
         "shape": (
             ["--prediction", "short.zarr", "--truth", "truth.tif"],
             "has shape (2, 8, 10); expected (1, 8, 10)",
@@ -204,7 +212,17 @@ def _bad_input_cases(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case", ["shape", "binary", "float labels", "group", "1-D array", "json over input", "model without card"]
+    "case",
+    [
+        "shape",
+        "binary",
+        "float labels",
+        "group",
+        "1-D array",
+        "json over input",
+        "model without card",
+        "boxes prediction on a card",
+    ],
 )
 def test_bad_input_is_one_error_line_status_2_and_nothing_written(tmp_path, monkeypatch, capsys, case):
     argv, message = _bad_input_cases(tmp_path)[case]
