@@ -46,8 +46,10 @@ def _dice(predicted, target):
     return (2 * intersection / total.clamp(min=1)).where(total > 0, 1.0)
 
 
-def score_held_out(model_dir: str, dataset_dir: Path, splits: list[str], cache_dir: str) -> dict:
-    """Single mask vs best-by-iou_scores of the three multimask outputs on the union box of each patch."""
+def score_held_out(
+    model_dir: str, dataset_dir: Path, splits: list[str], cache_dir: str, prompt_mode: str = "union"
+) -> dict:
+    """Single mask vs best-by-iou_scores of the three multimask outputs for every box of the held-out patches."""
     import datasets
     import torch
 
@@ -62,22 +64,35 @@ def score_held_out(model_dir: str, dataset_dir: Path, splits: list[str], cache_d
     model.eval()
     split = datasets.concatenate_datasets([load_patches(dataset_dir, name) for name in splits])
     config = SamMitoConfig(
-        output_dir=cache_dir, embedding_cache_dir=cache_dir, encode_precision="fp32", use_cpu=True
+        output_dir=cache_dir,
+        embedding_cache_dir=cache_dir,
+        encode_precision="fp32",
+        use_cpu=True,
+        prompt_mode=prompt_mode,
     )
     dataset = prompt_dataset(model, processor, split, config, name="held-out")
-    batch = collate_prompts([dataset[i] for i in range(len(dataset))])
-    target = batch["targets"][:, 0] > 0.5
-    with torch.no_grad():
-        out = decode_all_masks(
-            model, tuple(target.shape[-2:]), image_embeddings=batch["image_embeddings"], boxes=batch["boxes"]
-        )
-    logits, scores = out.logits[:, 0], out.iou_scores[:, 0]  # (N, 4, H, W), (N, 4): one box per patch
-    real_iou = mask_iou(logits, target[:, None].float())
-    dice = _dice(logits > 0, target[:, None])
+    scores, real_iou, dice = [], [], []
+    for start in range(0, len(dataset), 4):
+        batch = collate_prompts([dataset[i] for i in range(start, min(start + 4, len(dataset)))])
+        valid, target = batch["box_valid"], batch["targets"] > 0.5
+        with torch.no_grad():
+            out = decode_all_masks(
+                model,
+                tuple(target.shape[-2:]),
+                image_embeddings=batch["image_embeddings"],
+                boxes=batch["boxes"],
+            )
+        logits, target = out.logits[valid], target[valid][:, None]  # (boxes, 4, H, W), (boxes, 1, H, W)
+        scores.append(out.iou_scores[valid])
+        real_iou.append(mask_iou(logits, target.float()))
+        dice.append(_dice(logits > 0, target))
+    scores, real_iou, dice = torch.cat(scores), torch.cat(real_iou), torch.cat(dice)
     best = scores[:, 1:].argmax(dim=1) + 1
     rows = torch.arange(len(best))
     return {
-        "patches": len(best),
+        "prompt_mode": prompt_mode,
+        "patches": len(dataset),
+        "boxes": len(best),
         "pearson_single": _pearson(scores[:, 0], real_iou[:, 0]),
         "pearson_multimask": _pearson(scores[:, 1:].flatten(), real_iou[:, 1:].flatten()),
         "dice_single": float(dice[:, 0].mean()),
@@ -110,7 +125,9 @@ def measure(workdir: str, quick: bool) -> dict:
 
     work = Path(workdir)
     data_dir = work / "patches"
-    splits = PatchConfig(validation_fraction=0.125, test_fraction=0.25)  # 8 slices: 5 train, 2 test, 1 val
+    # 8 slices: 5 train, 2 test, 1 validation; 256-pixel patches every 64 pixels, as 60 disjoint
+    # training patches let the IoU head memorise them (train r 0.79, held-out r 0.03)
+    splits = PatchConfig(validation_fraction=0.125, test_fraction=0.25, step=128 if quick else 64)
     if quick:
         prepare_dataset(data_dir, synthetic_shape=(8, 256, 512), seed=0, config=splits)
         source = "synthetic 8×256×512 (quick)"
@@ -125,12 +142,12 @@ def measure(workdir: str, quick: bool) -> dict:
             masks=EPFL_SAMPLE / "training_groundtruth.tif",
             config=splits,
         )
-        source = f"EPFL sample `{EPFL_SAMPLE.name}` (8 slices 768×1024)"
+        source = f"EPFL sample `{EPFL_SAMPLE.name}` (8 slices 768×1024), 256×256 patches every 64 px"
     held_out = ["test", "validation"]
     settings = {
         "max_steps": 10 if quick else 300,
         "per_device_train_batch_size": 8,
-        "learning_rate": 1e-4,
+        "learning_rate": 1e-3,
         "box_jitter": 10,
         "prompt_mode": "union",
     }

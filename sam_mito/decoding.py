@@ -199,10 +199,10 @@ def decode_all_masks(
     """All four masks of SAM's decoder in one pass: the single mask, then the three multimask outputs.
 
     ``SamModel`` returns either mask 0 (``multimask_output=False``) or masks 1-3, although its
-    decoder computes all four. Training needs both, so this runs the multimask pass and rebuilds
-    mask 0 and its predicted IoU from the decoder's own intermediate outputs (captured by forward
-    hooks), instead of running the decoder twice. The result equals the two stock calls, which is
-    what other families (SAM-HQ, SAM 2.1) run.
+    decoder computes all four. Training needs both, so for SAM's own decoder (``SamMaskDecoder``)
+    this runs the multimask pass and rebuilds mask 0 and its predicted IoU from the decoder's
+    intermediate outputs (captured by forward hooks) instead of running the decoder twice; any
+    other decoder runs both stock calls. The result equals the two stock calls.
 
     Parameters
     ----------
@@ -215,20 +215,15 @@ def decode_all_masks(
         Logits ``(B, K, 4, H, W)`` and predicted IoUs ``(B, K, 4)``; index 0 is what
         ``multimask_output=False`` returns, indices 1-3 what ``multimask_output=True`` returns.
     """
+    image = {"image_embeddings": image_embeddings, "pixel_values": pixel_values}
+    prompts = {"boxes": boxes, "points": points}
     unwrapped = getattr(model, "module", model)
-    inputs = {
-        "image_embeddings": image_embeddings,
-        "pixel_values": pixel_values,
-        "boxes": boxes,
-        "points": points,
-    }
-    if family_of(unwrapped.config).name != "sam":  # other decoders: the two stock calls
-        single, multi = (decode(model, size, **inputs, multimask_output=many) for many in (False, True))
-        return Decoded(
-            torch.cat([single.logits, multi.logits], dim=2),
-            torch.cat([single.iou_scores, multi.iou_scores], dim=2),
-        )
     decoder = unwrapped.mask_decoder
+    if type(decoder).__name__ != "SamMaskDecoder":  # another family's decoder: two passes
+        single = decode(model, size, **image, **prompts)
+        multi = decode(model, size, **image, **prompts, multimask_output=True)
+        logits = torch.cat([single.logits, multi.logits], dim=2)
+        return Decoded(logits, torch.cat([single.iou_scores, multi.iou_scores], dim=2))
     captured: dict[str, torch.Tensor] = {}
 
     def keep(name):
@@ -240,23 +235,15 @@ def decode_all_masks(
         decoder.upscale_conv2.register_forward_hook(keep("upscaled")),
     ]
     try:
-        multi = decode(
-            model,
-            size,
-            image_embeddings=image_embeddings,
-            pixel_values=pixel_values,
-            boxes=boxes,
-            points=points,
-            multimask_output=True,
-        )
+        multi = decode(model, size, **image, **prompts, multimask_output=True)
     finally:
         for hook in hooks:
             hook.remove()
-    batch, prompts = multi.iou_scores.shape[:2]
+    batch, count = multi.iou_scores.shape[:2]
     upscaled = decoder.activation(captured["upscaled"])  # (B * K, C, h, w), as the decoder computes it
     channels, height, width = upscaled.shape[1:]
-    upscaled = upscaled.reshape(batch, prompts, channels, height * width)
-    low_res = (captured["hyper"][:, :, None, :] @ upscaled).reshape(batch, prompts, 1, height, width)
+    upscaled = upscaled.reshape(batch, count, channels, height * width)
+    low_res = (captured["hyper"][:, :, None, :] @ upscaled).reshape(batch, count, 1, height, width)
     single = masks_to_image(low_res, size, input_size(unwrapped.config))
     return Decoded(torch.cat([single, multi.logits], dim=2), captured["iou"])
 

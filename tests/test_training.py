@@ -275,6 +275,12 @@ def test_all_four_masks_in_one_pass_equal_the_two_stock_calls():
     assert torch.allclose(both.logits[:, :, :1], single.logits, atol=1e-5)
     assert torch.equal(both.logits[:, :, 1:], multi.logits)
     assert torch.equal(both.iou_scores, torch.cat([single.iou_scores, multi.iou_scores], dim=2))
+    decoder = model.mask_decoder
+    decoder.__class__ = type("OtherFamilysDecoder", (type(decoder),), {})  # no hooks: two stock calls
+    with torch.no_grad():
+        other = decode_all_masks(model, (256, 256), image_embeddings=embeddings, boxes=boxes)
+    assert torch.equal(other.logits, torch.cat([single.logits, multi.logits], dim=2))
+    assert torch.equal(other.iou_scores, both.iou_scores)
 
 
 def test_loss_adds_the_best_of_three_to_the_single_mask(tmp_path, tiny_model_dir, dataset_dir):
