@@ -58,7 +58,7 @@ def score_held_out(
     from sam_mito.decoding import decode_all_masks
     from sam_mito.losses import mask_iou
     from sam_mito.modeling import load_sam
-    from sam_mito.training import collate_prompts, prompt_dataset
+    from sam_mito.prompt_data import collate_prompts, prompt_dataset
 
     model, processor = load_sam(model_dir)
     model.eval()

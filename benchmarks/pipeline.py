@@ -203,7 +203,8 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
     from sam_mito.config import SamMitoConfig
     from sam_mito.data import load_patches, prepare_dataset
     from sam_mito.modeling import freeze_for_decoder_training, load_sam
-    from sam_mito.training import SamMitoTrainer, prompt_dataset
+    from sam_mito.prompt_data import prompt_dataset
+    from sam_mito.training import SamMitoTrainer
 
     folder = model_dir(size, workdir)
     data_dir = Path(workdir) / "data"

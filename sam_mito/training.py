@@ -12,11 +12,9 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, SamModel, SamProcessor, Trainer, set_seed
 from transformers.trainer_utils import HubStrategy
-from transformers.utils import PushInProgress
 
 from .config import RUN_RECORD, SamMitoConfig
-from .decoding import Decoded, decode, decode_all_masks, pad_boxes
-from .embeddings import EmbeddingCache, build_cache, pixel_values
+from .decoding import Decoded, decode, decode_all_masks
 from .errors import SamMitoError
 from .families import family_of
 from .hub import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo, public_json, public_name
@@ -31,144 +29,13 @@ from .modeling import (
     tiny_base_path,
 )
 from .processes import freeze_unreached, keep_last_batch, per_row_losses, run_record, whole_modules
-from .prompts import BOX_COLUMNS, jitter_boxes, label_instances, row_boxes
+from .prompt_data import collate_prompts, prompt_dataset
+from .prompts import jitter_boxes
 from .runs import check_train_size, prepare_output_dir
-from .uploads import push_model
+from .uploads import AllowListedPushes
 from .volumes import NORMALIZATION
 
 logger = logging.getLogger(__name__)
-
-
-def _check_split(split: datasets.Dataset, name: str, prompt_mode: str) -> None:
-    column = BOX_COLUMNS[prompt_mode]
-    for needed in ("image", "label", column):
-        if needed not in split.column_names:
-            raise SamMitoError(
-                f"split '{name}' has no column '{needed}' (needed for prompt_mode={prompt_mode}); "
-                "expected a dataset made by `sam-mito prepare`"
-            )
-    rows = split[column]
-    boxes = [box for row in rows for box in row] if prompt_mode == "instance" else rows
-    for box in boxes:
-        if len(box) != 4:
-            raise SamMitoError(
-                f"split '{name}' column '{column}': a box has {len(box)} numbers {list(box)}; "
-                "expected 4, [x0, y0, x1, y1]"
-            )
-
-
-class PromptDataset(torch.utils.data.Dataset):
-    """Rows of a prepared split as model inputs: boxes, target masks, and embeddings or pixels.
-
-    Labels are decoded once and held as ``uint8``; images come from the embedding cache when one
-    is given (the fast path) or are preprocessed for the encoder on every access.
-    """
-
-    def __init__(
-        self,
-        split: datasets.Dataset,
-        *,
-        name: str,
-        prompt_mode: str,
-        processor: SamProcessor,
-        embeddings: EmbeddingCache | None = None,
-        max_instances: int = 16,
-    ) -> None:
-        _check_split(split, name, prompt_mode)
-        self.split, self.prompt_mode, self.processor = split, prompt_mode, processor
-        self.embeddings, self.max_instances = embeddings, max_instances
-        self.labels = [np.asarray(image, dtype=np.uint8) for image in split["label"]]
-        for index, label in enumerate(self.labels):
-            if label.max() > 1:
-                raise SamMitoError(
-                    f"split '{name}' row {index}: label values up to {label.max()}; expected {{0, 1}} "
-                    "(0/255 masks must be normalised, as `sam-mito prepare` does)"
-                )
-        self.boxes = split[BOX_COLUMNS[prompt_mode]]
-        self.instance_ids = split["instance_ids"] if prompt_mode == "instance" else None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        label = self.labels[index]
-        if self.prompt_mode == "instance" and self.boxes[index]:
-            instances = label_instances(label)
-            ids = self.instance_ids[index][: self.max_instances]
-            boxes = self.boxes[index][: self.max_instances]
-            targets = np.stack([instances == i for i in ids])
-        else:  # one box; an instance row with only slivers falls back to its union box
-            boxes, targets = row_boxes(self.split[index], self.prompt_mode), label[None]
-        item = {
-            "index": torch.tensor(index),
-            "boxes": torch.tensor(boxes, dtype=torch.float32),
-            "targets": torch.from_numpy(targets.astype(np.float32)),
-        }
-        if self.embeddings is not None:
-            item["image_embeddings"] = self.embeddings[index]
-        else:
-            item["pixel_values"] = pixel_values(self.processor, [self.split[index]["image"]])[0]
-        return item
-
-
-def collate_prompts(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack items, padding the box axis to the largest count; ``box_valid`` marks the real boxes."""
-    boxes, valid = pad_boxes([item["boxes"].tolist() for item in items])
-    height, width = items[0]["targets"].shape[-2:]
-    targets = torch.zeros(*valid.shape, height, width)
-    for row, item in enumerate(items):
-        targets[row, : len(item["targets"])] = item["targets"]
-    batch = {
-        "boxes": boxes,
-        "targets": targets,
-        "box_valid": valid,
-        "index": torch.stack([item["index"] for item in items]),
-    }
-    for key in ("image_embeddings", "pixel_values"):
-        if key in items[0]:
-            batch[key] = torch.stack([item[key] for item in items])
-    return batch
-
-
-def prompt_dataset(
-    model: SamModel, processor: SamProcessor, split: datasets.Dataset, config: SamMitoConfig, *, name: str
-) -> PromptDataset:
-    """A split as training inputs, encoding its images once into the embedding cache if enabled.
-
-    Parameters
-    ----------
-    model, processor : SamModel, SamProcessor
-        The SAM whose frozen encoder makes the embeddings.
-    split : datasets.Dataset
-        A split made by ``sam-mito prepare``.
-    config : SamMitoConfig
-        Prompt mode, cache and encoder settings.
-    name : str
-        The split's name (cache file prefix, error messages).
-
-    Returns
-    -------
-    PromptDataset
-    """
-    cache = None
-    if config.embedding_cache:
-        cache = build_cache(
-            model,
-            processor,
-            split,
-            name=name,
-            cache_dir=config.embedding_cache_dir,
-            precision=config.encode_precision,
-            batch_size=config.encode_batch_size,
-        )
-    return PromptDataset(
-        split,
-        name=name,
-        prompt_mode=config.prompt_mode,
-        processor=processor,
-        embeddings=cache,
-        max_instances=config.max_instances,
-    )
 
 
 def compute_segmentation_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -178,7 +45,7 @@ def compute_segmentation_metrics(prediction: EvalPrediction) -> dict[str, float]
     return {k: v for k, v in scores.items() if k != "n_images"}
 
 
-class SamMitoTrainer(Trainer):
+class SamMitoTrainer(AllowListedPushes, Trainer):
     """A Trainer that fine-tunes SAM's mask decoder from box prompts with Dice + cross-entropy.
 
     It prepares what it needs itself: a model given by name is loaded, everything but the mask
@@ -415,66 +282,6 @@ class SamMitoTrainer(Trainer):
                 RUN_RECORD: run_record(self.args, self.accelerator),
             }
             (folder / TRAINING_CONFIG).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-
-    def push_to_hub(
-        self,
-        commit_message: str | None = "End of training",
-        blocking: bool = True,
-        token: str | None = None,
-        revision: str | None = None,
-        private: bool | None = None,
-        **kwargs,
-    ):
-        """Save, write the card, and upload only the model's files (:func:`sam_mito.uploads.push_model`).
-
-        ``Trainer.push_to_hub`` uploads the whole output folder but ``checkpoint-*``; this sends
-        the allow-list :data:`sam_mito.uploads.MODEL_FILES`: never ``training_args.bin``, optimizer,
-        scheduler or RNG state, logs, caches or stray files. Arguments as for ``Trainer.push_to_hub``.
-        """
-        self.callback_handler.on_push_begin(self.args, self.state, self.control)
-        token = token if token is not None else self.args.hub_token
-        if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=private)
-        self.save_model(_internal_call=True)
-        if not self.is_world_process_zero():
-            return None
-        model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
-        self.create_model_card(model_name=model_name, **kwargs)
-        self._finish_current_push()
-        return push_model(
-            self.args.output_dir,
-            self.hub_model_id,
-            token=token,
-            create=False,
-            commit_message=commit_message or "End of training",
-            revision=revision or self.args.hub_revision,
-            blocking=blocking,
-        )
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        """Upload a checkpoint's model files in the background (``hub_strategy="every_save"``).
-
-        Only :func:`sam_mito.uploads.model_files` of the checkpoint go: never its optimizer,
-        scheduler or RNG state, nor ``training_args.bin``.
-        """
-        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
-            return
-        if not self.args.hub_always_push and self.push_in_progress and not self.push_in_progress.is_done():
-            return
-        self.callback_handler.on_push_begin(self.args, self.state, self.control)
-        job = push_model(
-            checkpoint_folder,
-            self.hub_model_id,
-            token=self.args.hub_token,
-            create=False,
-            commit_message=f"Training in progress, step {self.state.global_step}",
-            revision=self.args.hub_revision,
-            blocking=False,
-        )
-        if self.push_in_progress is None or self.push_in_progress.is_done():
-            self.push_in_progress = PushInProgress([job])
-        else:
-            self.push_in_progress.jobs.append(job)
 
     def card_info(self) -> ModelCardInfo:
         """What the model card shows about this run (:class:`sam_mito.hub.ModelCardInfo`)."""

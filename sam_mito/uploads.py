@@ -8,6 +8,8 @@ from pathlib import Path
 
 import datasets
 from huggingface_hub import CommitOperationAdd, HfApi
+from transformers.trainer_utils import HubStrategy
+from transformers.utils import PushInProgress
 
 from .errors import SamMitoError
 from .hub import CARD_DATA, RESULTS_FILE, TRAINING_CONFIG, VALIDATION_FILE, dataset_card
@@ -161,3 +163,67 @@ def push_model(
         revision=revision,
         run_as_future=not blocking,
     )
+
+
+class AllowListedPushes:
+    """Trainer mixin: pushes send the allow-list :data:`MODEL_FILES`, never the whole output folder."""
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Save, write the card, and upload only the model's files (:func:`sam_mito.uploads.push_model`).
+
+        ``Trainer.push_to_hub`` uploads the whole output folder but ``checkpoint-*``; this sends
+        the allow-list :data:`sam_mito.uploads.MODEL_FILES`: never ``training_args.bin``, optimizer,
+        scheduler or RNG state, logs, caches or stray files. Arguments as for ``Trainer.push_to_hub``.
+        """
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        model_name = kwargs.pop("model_name", None) or self.hub_model_id.split("/")[-1]
+        self.create_model_card(model_name=model_name, **kwargs)
+        self._finish_current_push()
+        return push_model(
+            self.args.output_dir,
+            self.hub_model_id,
+            token=token,
+            create=False,
+            commit_message=commit_message or "End of training",
+            revision=revision or self.args.hub_revision,
+            blocking=blocking,
+        )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Upload a checkpoint's model files in the background (``hub_strategy="every_save"``).
+
+        Only :func:`sam_mito.uploads.model_files` of the checkpoint go: never its optimizer,
+        scheduler or RNG state, nor ``training_args.bin``.
+        """
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        if not self.args.hub_always_push and self.push_in_progress and not self.push_in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        job = push_model(
+            checkpoint_folder,
+            self.hub_model_id,
+            token=self.args.hub_token,
+            create=False,
+            commit_message=f"Training in progress, step {self.state.global_step}",
+            revision=self.args.hub_revision,
+            blocking=False,
+        )
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress([job])
+        else:
+            self.push_in_progress.jobs.append(job)

@@ -33,8 +33,9 @@ from sam_mito.families import (
 )
 from sam_mito.inference import Segmenter, predict_stack
 from sam_mito.modeling import encoder_fingerprint, freeze_for_decoder_training, load_sam, tiny_sam_config
+from sam_mito.prompt_data import collate_prompts, prompt_dataset
 from sam_mito.synthetic import synthetic_volume
-from sam_mito.training import SamMitoTrainer, collate_prompts, prompt_dataset
+from sam_mito.training import SamMitoTrainer
 
 TINY_CONFIGS = {"sam": tiny_sam_config, "sam_hq": tiny_sam_hq_config, "sam2": tiny_sam2_config}
 STOCK = {

@@ -11,7 +11,8 @@ from sam_mito.data import load_patches
 from sam_mito.decoding import decode
 from sam_mito.modeling import TINY_BASE, freeze_for_decoder_training, load_sam
 from sam_mito.processes import whole_modules
-from sam_mito.training import SamMitoTrainer, collate_prompts, train
+from sam_mito.prompt_data import collate_prompts
+from sam_mito.training import SamMitoTrainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 IOU_HEAD = "mask_decoder.iou_prediction_head"

@@ -16,14 +16,9 @@ from sam_mito.errors import SamMitoError
 from sam_mito.losses import DiceCELoss, MaskDecoderLoss
 from sam_mito.metrics import dice_iou
 from sam_mito.modeling import TINY_BASE, freeze_for_decoder_training, load_sam
+from sam_mito.prompt_data import PromptDataset, collate_prompts, prompt_dataset
 from sam_mito.runs import prepare_output_dir
-from sam_mito.training import (
-    PromptDataset,
-    SamMitoTrainer,
-    collate_prompts,
-    prompt_dataset,
-    train,
-)
+from sam_mito.training import SamMitoTrainer, train
 
 
 def _config(tmp_path, model_dir, dataset_dir, **overrides):
