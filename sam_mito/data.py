@@ -228,7 +228,7 @@ def _first_line(err: BaseException) -> str:
 
 
 def load_patches(path: str | Path, split: str | None = None) -> datasets.DatasetDict | datasets.Dataset:
-    """Load a dataset written by :func:`sam_mito.hub.save_dataset`, or a Hub id, with ``load_dataset``.
+    """Load a dataset written by :func:`sam_mito.dataset_folder.save_dataset`, or a Hub id, with ``load_dataset``.
 
     Reads exactly as ``datasets.load_dataset(str(path))`` does: the card lists content-fingerprinted
     file names, so the ``datasets`` cache never serves another folder's patches.
@@ -305,8 +305,8 @@ def prepare_dataset(
     The output folder is checked first: it may not be, lie inside, or hold an input (even with
     ``overwrite``), nor lie under a file.
     """
+    from .dataset_folder import SOURCE_LICENSE, SYNTHETIC_LICENSE, save_dataset
     from .files import check_output_dir, check_outputs
-    from .hub import SOURCE_LICENSE, SYNTHETIC_LICENSE, save_dataset
     from .synthetic import synthetic_volume
     from .uploads import push_dataset
     from .volumes import NORMALIZATION, load_pair

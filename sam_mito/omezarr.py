@@ -1,12 +1,12 @@
-"""Write OME-Zarr images that napari and other NGFF viewers open as they are.
+"""Read zarr volumes, and write OME-Zarr images that napari and other NGFF viewers open as they are.
 
 Masks, labels and probability maps are written as an NGFF 0.4 image: a zarr (format 2) group whose
 ``multiscales`` metadata names one full-resolution array ``0`` with ``z``/``y``/``x`` space axes,
 chunked one slice by at most :data:`CHUNK_SIDE` x :data:`CHUNK_SIDE` pixels and compressed with
 Blosc/zstd. Zarr format 2 with NGFF 0.4 is what current readers (napari's built-in reader,
 napari-ome-zarr, ome-zarr-py, neuroglancer, vizarr) all accept. Instance labels also carry the
-``image-label`` key, so viewers show them as a labels layer. Reading goes through
-:func:`sam_mito.volumes.open_volume`.
+``image-label`` key, so viewers show them as a labels layer. Reading (:func:`read_zarr`) is
+reached through :func:`sam_mito.volumes.open_volume`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from .errors import SamMitoError
+from .volumes import Volume
 
 NGFF_VERSION = "0.4"
 #: Largest chunk side in y and x; chunks are always one slice deep.
@@ -105,3 +108,81 @@ def open_image(path: str | Path, *, mode: str = "r+"):
 
     group = zarr.open_group(str(path), mode=mode, zarr_format=2)
     return group, group[LEVEL]
+
+
+def read_zarr(path: Path) -> Volume:
+    """A zarr array, or an OME-Zarr image's first (full-resolution) multiscale level, as a Volume."""
+    import zarr
+
+    expected = "expected an OME-Zarr image or a (Z, Y, X) zarr array"
+    try:
+        node = zarr.open(str(path), mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SamMitoError(f"{path}: cannot open as zarr ({err}); {expected}") from err
+    attrs, axes = dict(node.attrs), None
+    if isinstance(node, zarr.Group):
+        multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+        if not multiscales or not multiscales[0].get("datasets"):
+            raise SamMitoError(f"{path}: zarr group without OME-Zarr multiscales metadata; {expected}")
+        level = multiscales[0]["datasets"][0]["path"]
+        try:
+            array = node[level]
+        except KeyError as err:
+            raise SamMitoError(
+                f"{path}: multiscales names array '{level}', which is missing; {expected}"
+            ) from err
+        if not isinstance(array, zarr.Array):
+            raise SamMitoError(f"{path}/{level}: not an array; {expected}")
+        axes = [a["name"] if isinstance(a, dict) else a for a in multiscales[0].get("axes", [])] or None
+    else:
+        array = node
+    index = _spatial_index(array.shape, axes, str(path))
+    if array.dtype.kind not in "biuf" or index is None:
+        raise SamMitoError(
+            f"{path}: zarr array of shape {array.shape} and dtype {array.dtype}; {expected} of numbers"
+        )
+    kept = [i for i, item in enumerate(index) if isinstance(item, slice)]
+    shape = tuple(array.shape[i] for i in kept)
+    chunks = tuple(array.chunks[i] for i in kept)
+    single = len(shape) == 2
+    if single:
+        shape, chunks = (1, *shape), (1, *chunks)
+
+    def read_block(zs: slice, ys: slice, xs: slice) -> np.ndarray:
+        where = list(index)
+        spatial = [ys, xs] if single else [zs, ys, xs]
+        for i, s in zip(kept, spatial, strict=True):
+            where[i] = s
+        return array[tuple(where)].reshape(zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start)
+
+    def read(z: int) -> np.ndarray:
+        return read_block(slice(z, z + 1), slice(0, shape[1]), slice(0, shape[2]))[0]
+
+    return Volume(
+        shape,
+        array.dtype,
+        read,
+        str(path),
+        single_image=single,
+        chunks=chunks,
+        read_block=read_block,
+        attrs=attrs,
+    )
+
+
+def _spatial_index(shape: tuple[int, ...], axes: list[str] | None, source: str) -> list | None:
+    """Index picking the z/y/x (or y/x) axes of an array, fixing every other axis at 0 (None: not an image).
+
+    With named axes, non-spatial ones (t, c) must have length 1; without, leading length-1 axes are
+    dropped until two or three remain.
+    """
+    if axes is not None:
+        if len(axes) != len(shape):
+            raise SamMitoError(f"{source}: multiscales axes {axes} do not match the array's shape {shape}")
+        spatial = [name in ("z", "y", "x") for name in axes]
+    else:
+        extra = max(0, len(shape) - 3)
+        spatial = [False] * extra + [True] * (len(shape) - extra)
+    if sum(spatial) not in (2, 3) or any(n != 1 for n, keep in zip(shape, spatial, strict=True) if not keep):
+        return None
+    return [slice(None) if keep else 0 for keep in spatial]

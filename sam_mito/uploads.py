@@ -11,8 +11,9 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from transformers.trainer_utils import HubStrategy
 from transformers.utils import PushInProgress
 
+from .dataset_folder import dataset_card
 from .errors import SamMitoError
-from .hub import CARD_DATA, RESULTS_FILE, TRAINING_CONFIG, VALIDATION_FILE, dataset_card
+from .hub import CARD_DATA, RESULTS_FILE, TRAINING_CONFIG, VALIDATION_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from sam_mito.data import (
     prepare_dataset,
     slice_splits,
 )
+from sam_mito.dataset_folder import save_dataset
 from sam_mito.errors import SamMitoError
 from sam_mito.files import atomic_directory
-from sam_mito.hub import save_dataset
 
 
 def test_epfl_slice_gives_a_3_by_4_grid_of_patches():
@@ -129,7 +129,7 @@ def test_split_helpers_report_missing_and_empty(dataset_dir, tmp_path):
     assert len(load_patches(dataset_dir, "validation")) > 0
     with pytest.raises(SamMitoError, match=r"no split 'dev'; available: \['test', 'train', 'validation'\]"):
         load_patches(dataset_dir, "dev")
-    from sam_mito.hub import save_dataset
+    from sam_mito.dataset_folder import save_dataset
 
     full = load_patches(dataset_dir)
     emptied = datasets.DatasetDict({"train": full["train"], "validation": full["validation"].select([])})

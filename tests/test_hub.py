@@ -9,7 +9,8 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from sam_mito.data import prepare_dataset
-from sam_mito.hub import card_template, public_json, size_category
+from sam_mito.dataset_folder import size_category
+from sam_mito.hub import card_template, public_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
