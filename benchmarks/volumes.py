@@ -92,7 +92,7 @@ def bench_labels(prediction: str, labels: str) -> dict:
 def bench_slice(size: str, workdir: str) -> dict:
     """Encoder passes and seconds for one 768×1024 slice at the default tiling."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from run_benchmarks import _model_dir
+    from common import model_dir as _model_dir
 
     from sam_mito.inference import Segmenter
     from sam_mito.modeling import load_sam

@@ -19,6 +19,7 @@ _EXPORTS = {
     "compare": "evaluation",
     "Segmenter": "inference",
     "predict_stack": "inference",
+    "predict_volume": "predicting",
     "score_volumes": "scoring",
     "open_volume": "volumes",
     "load_pair": "volumes",

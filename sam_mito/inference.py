@@ -27,6 +27,7 @@ from transformers import SamModel, SamProcessor
 from .decoding import Box, decode_probabilities
 from .embeddings import encode, pixel_values
 from .errors import SamMitoError
+from .families import input_size
 from .files import atomic_file, check_outputs
 from .modeling import load_sam
 from .precision import Resolution, check_precision, resolve_precision
@@ -95,13 +96,13 @@ def check_tile(tile: int | None, config, *, name: str = "tile") -> None:
     tile : int or None
         Tile side in pixels (None: the model's default, always valid).
     config : transformers.SamConfig
-        The model's configuration (``vision_config.image_size``).
+        The model's configuration (its input size, :func:`sam_mito.families.input_size`).
     name : str, keyword-only
         How the caller calls the setting, repeated in the error (``--tile`` on the command line).
     """
     if tile is None:
         return
-    limit = config.vision_config.image_size
+    limit = input_size(config)
     if not 0 < tile <= limit:
         raise SamMitoError(
             f"{name} {tile}: expected 1 to {limit} pixels (the model's input size; larger tiles would "

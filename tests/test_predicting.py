@@ -148,7 +148,7 @@ def _bad_cases(tmp_path, stack_path):
     return {
         "output is input": (
             ["--input", str(tmp_path / "in.zarr"), "--output", "in.zarr"],
-            "would overwrite the input",
+            "--output is the same path as --input",
         ),
         "zarr not an image": (
             ["--input", "group.zarr", "--output", "out.zarr"],
@@ -156,7 +156,7 @@ def _bad_cases(tmp_path, stack_path):
         ),
         "labels is input": (
             ["--input", stack, "--output", "out.zarr", "--labels", stack],
-            "would overwrite the input",
+            "--labels is the same path as --input",
         ),
         "foreign output": (["--input", stack, "--output", "taken.zarr"], "is not a sam-mito prediction"),
         "tiff probabilities": (
