@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .embeddings import ENCODE_BATCH_SIZE
@@ -15,6 +18,8 @@ from .losses import MASK_OUTPUTS
 from .modeling import DEFAULT_MODEL
 from .precision import PRECISIONS
 from .prompts import TRAIN_MODES
+
+logger = logging.getLogger(__name__)
 
 #: Key of ``training_config.json`` that records how the run was launched; not a setting, so
 #: :func:`parse_config` skips it when that file is read back as a config.
@@ -125,6 +130,12 @@ class SamMitoConfig(TrainingArguments):
         if self.box_jitter < 0:
             raise SamMitoError(f"box_jitter {self.box_jitter}: expected a non-negative number of pixels")
         self._check_numbers()
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        if processes > 1 and not self.use_cpu and not _has_accelerator():
+            # `accelerate launch` with a CPU config does not pass use_cpu on to the processes; without
+            # it each would train alone as a single process, so they run as CPU DDP instead.
+            logger.info("%d processes and no GPU: training with use_cpu=True (gloo DDP)", processes)
+            self.use_cpu = True
         super().__post_init__()
 
     def __getstate__(self) -> dict:
@@ -169,6 +180,11 @@ class SamMitoConfig(TrainingArguments):
                 f"num_train_epochs {self.num_train_epochs} with max_steps {self.max_steps}: zero training "
                 "steps; expected num_train_epochs > 0 or max_steps > 0"
             )
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 class _ConfigParser(HfArgumentParser):

@@ -42,7 +42,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
     assert cache["seconds_per_patch"] > 0 and cache_fp32["seconds_per_patch"] > 0
     assert f"under `auto`, which picked **{cache['precision']}**" in report
     predict = measured["predict"]
-    assert predict["encoder_passes"] == predict["tiles"] == 20 and predict["seconds"] > 0
+    assert predict["encoder_passes"] == predict["tiles"] == 12 and predict["seconds"] > 0
     assert predict["precision"] in ("fp32", "bf16")
     assert [run["shape"] for run in measured["stream"]] == [[2, 256, 384], [6, 256, 384]]
     rerun = subprocess.run(
@@ -54,3 +54,20 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
     again = json.loads((tmp_path / "b.json").read_text())
     assert again["training"] == measured["training"] and again["stream"] == measured["stream"]
     assert again["prepare"]["seconds"] != measured["prepare"]["seconds"]  # re-measured
+
+
+@pytest.mark.slow
+def test_iou_head_bench_quick_scores_the_base_and_each_recipe(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("iou_head", ROOT / "benchmarks" / "iou_head.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.measure(str(tmp_path), quick=True)
+    assert set(result["recipes"]) == set(bench.RECIPES)
+    for scores in [result["base"], *result["recipes"].values()]:
+        assert scores["boxes"] == scores["patches"] > 0  # one union box per held-out patch
+        assert 0 <= scores["dice_best_by_iou_scores"] <= scores["dice_oracle_best_of_3"] <= 1
+        assert -1 <= scores["pearson_single"] <= 1
+    report = bench.render(result)
+    assert "Pearson r" in report and f"{result['base']['dice_single']:.3f}" in report
