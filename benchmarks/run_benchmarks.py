@@ -24,7 +24,7 @@ from common import isolated, machine  # noqa: E402
 
 #: Benchmark modules of their own (``benchmarks/<name>.py`` with ``measure(workdir, quick)`` and
 #: ``render(result)``), measured after the pipeline groups, in this order.
-TOPICS = ("tiling", "volumes", "iou_head", "families", "cache_verify", "ddp")
+TOPICS = ("tiling", "zcontext", "volumes", "iou_head", "families", "cache_verify", "ddp")
 
 
 def _subfolder(workdir: str, name: str) -> str:

@@ -27,6 +27,14 @@ def _integer(minimum: int):
     return parse
 
 
+def _odd(text: str) -> int:
+    """An argparse ``type``: a positive odd integer."""
+    value = _integer(1)(text)
+    if value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"{value}: expected an odd number (1, 3, 5, ...)")
+    return value
+
+
 def _fraction(text: str) -> float:
     """An argparse ``type``: a finite number with 0 <= value < 1."""
     try:
@@ -204,8 +212,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
+    from .postprocessing import DEFAULT_FILL_HOLES, DEFAULT_MIN_SIZE, DEFAULT_MIN_SIZE_2D, DEFAULT_OPENING
     from .precision import PRECISIONS
     from .prompts import GRID_SIZE, PREDICT_MODES
+    from .zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, Z_WEIGHTINGS
 
     parser = commands.add_parser(
         "predict", help="segment a slice, stack, slice folder or zarr into a 0/255 mask of the same shape"
@@ -243,8 +253,39 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--grid-size", type=_integer(1), default=GRID_SIZE, help="grid mode: points per side")
     parser.add_argument("--threshold", type=_fraction, default=0.5, help="probability threshold")
-    parser.add_argument(
-        "--min-size", type=_integer(0), default=0, help="drop objects smaller than this (pixels)"
+    cleanup = parser.add_argument_group(
+        "3D context and clean-up (defaults measured on EPFL, see BENCHMARKS.md)"
+    )
+    cleanup.add_argument(
+        "--z-window",
+        type=_odd,
+        default=DEFAULT_Z_WINDOW,
+        help=f"average each slice's probabilities with its neighbours' over this many slices "
+        f"(odd; 1: off; default {DEFAULT_Z_WINDOW})",
+    )
+    cleanup.add_argument(
+        "--z-weighting",
+        choices=Z_WEIGHTINGS,
+        default=DEFAULT_Z_WEIGHTING,
+        help=f"weights of the z-window's slices (default {DEFAULT_Z_WEIGHTING})",
+    )
+    cleanup.add_argument(
+        "--opening",
+        type=_integer(0),
+        default=DEFAULT_OPENING,
+        help=f"open each slice's mask with a disk of this radius in pixels (0: off; default {DEFAULT_OPENING})",
+    )
+    cleanup.add_argument(
+        "--fill-holes",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_FILL_HOLES,
+        help="fill holes in each slice's objects",
+    )
+    cleanup.add_argument(
+        "--min-size",
+        type=_integer(0),
+        help=f"drop objects smaller than this: voxels of 3D objects in a stack (default {DEFAULT_MIN_SIZE}), "
+        f"pixels in a single image (default {DEFAULT_MIN_SIZE_2D}); 0 keeps all",
     )
     parser.add_argument(
         "--probabilities", help="also write the float32 probability map here (.zarr with a .zarr --output)"
@@ -293,6 +334,10 @@ def _predict(args: argparse.Namespace) -> None:
         boxes_path=args.boxes,
         probabilities_path=args.probabilities,
         threshold=args.threshold,
+        z_window=args.z_window,
+        z_weighting=args.z_weighting,
+        opening=args.opening,
+        fill_holes=args.fill_holes,
         min_size=args.min_size,
         overwrite=args.overwrite,
     )
@@ -300,10 +345,17 @@ def _predict(args: argparse.Namespace) -> None:
         f"process {summary['process']} of {summary['processes']}: " if summary.get("processes", 1) > 1 else ""
     )
     skipped = f" ({summary['slices_skipped']} already complete)" if summary["slices_skipped"] else ""
+    halo = f" (+{summary['halo_slices']} for the z-window)" if summary.get("halo_slices") else ""
     print(
         f"{process}wrote {args.output}: mask {tuple(summary['shape'])}, {summary['slices_predicted']} slices "
-        f"predicted{skipped}, {summary['encoder_passes']} encoder passes"
+        f"predicted{halo}{skipped}, {summary['encoder_passes']} encoder passes"
     )
+    if "objects_removed" in summary:
+        unit = "pixels" if len(summary["shape"]) == 2 else "voxels"
+        minimum = summary["postprocessing"]["min_size"]
+        print(
+            f"dropped {summary['objects_removed']} objects under {minimum} {unit}, kept {summary['objects_kept']}"
+        )
     if "instances" in summary:
         sizes = summary["instance_sizes"]
         quantiles = ", ".join(f"{k} {v:.0f}" for k, v in sizes.items()) if sizes else "none"

@@ -13,7 +13,7 @@ from .evaluation import compare
 from .figures import overlay
 from .files import atomic_directory, check_outputs
 from .hub import ModelCardInfo
-from .inference import Segmenter, predict_stack
+from .inference import Segmenter
 from .metrics import dice_iou
 from .modeling import TINY_BASE, load_sam
 from .predicting import predict_volume
@@ -105,7 +105,7 @@ def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | Non
     tifffile.imwrite(out_dir / "slice.tif", image)
     tifffile.imwrite(out_dir / "truth.tif", (truth > 0).astype("uint8") * 255)
     segmenter = Segmenter(*load_sam(str(model_dir)), mode="tile")
-    predict_stack(segmenter, out_dir / "slice.tif", out_dir / "mask.tif")
+    predict_volume(segmenter, out_dir / "slice.tif", out_dir / "mask.tif")  # as `sam-mito predict` does
     mask = tifffile.imread(out_dir / "mask.tif") > 0
     overlay(image, mask, (0, 160, 255), size=None).save(out_dir / "prediction.png")
     scores = dice_iou(mask, truth)

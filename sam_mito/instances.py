@@ -106,6 +106,13 @@ class VolumeLabeler:
     ----------
     grid : BlockGrid
         The blocks the volume is read in.
+
+    Attributes
+    ----------
+    count : int
+        Instances, once :meth:`finish` has run.
+    sizes : numpy.ndarray or None
+        Voxels of each instance id (``sizes[0]`` is 0), once :meth:`finish` has run.
     """
 
     def __init__(self, grid: BlockGrid) -> None:
@@ -116,7 +123,9 @@ class VolumeLabeler:
         self._edges: list[np.ndarray] = []
         self._next = 0
         self._mapping: np.ndarray | None = None
+        self._local_sizes: list[np.ndarray] = []
         self.count = 0
+        self.sizes: np.ndarray | None = None
 
     def add(self, index: tuple[int, ...], mask: np.ndarray) -> None:
         """First pass: label block ``index`` alone and record its links to the blocks before it."""
@@ -124,6 +133,7 @@ class VolumeLabeler:
         offset = self._next
         self._offsets[index], self._counts[index] = offset, n
         self._next += n
+        self._local_sizes.append(np.bincount(local.ravel(), minlength=n + 1)[1:])
         for axis in range(3):
             if index[axis] > 0:
                 before = tuple(i - (a == axis) for a, i in enumerate(index))
@@ -152,7 +162,10 @@ class VolumeLabeler:
         # node 0 (background) has no edges and is visited first, so it is component 0
         self._mapping = components.astype(np.uint32)
         self.count = n_components - 1
-        self._edges, self._faces = [], {}
+        local_sizes = np.concatenate([np.zeros(1, np.int64), *self._local_sizes])  # node 0: background
+        self.sizes = np.bincount(self._mapping, weights=local_sizes, minlength=n_components).astype(np.int64)
+        self.sizes[0] = 0
+        self._edges, self._faces, self._local_sizes = [], {}, []
         return self.count
 
     def labels(self, index: tuple[int, ...], mask: np.ndarray) -> np.ndarray:

@@ -15,18 +15,21 @@ written slice by slice in place:
   does not restart an unfinished run of the same settings). The run's settings are recorded in the
   group's ``sam_mito`` attribute; a finished output, or one started with other settings, is
   refused without ``overwrite``.
+- **3D context** (:mod:`sam_mito.postprocessing`): each slice's probabilities are averaged over a
+  z-window of neighbouring slices before they are thresholded, opened and hole-filled; a process
+  also predicts the ``z_window // 2`` slices beyond each end of its range (its halo), and a resumed
+  run those around the slices it still has to write, so every split gives the same mask. Once every
+  slice is written, the first process drops the 3D objects under ``min_size`` voxels in place.
 - **instances**: ``labels`` are the 3D connected components of the final mask
   (:mod:`sam_mito.instances`), computed by the first process once every slice exists.
 
-TIFF outputs stay single-process and atomic (:func:`sam_mito.inference.predict_stack`).
-
-Slices stream through :func:`_slice_probabilities` and are finished (thresholded, small objects
-dropped) one at a time; a z-window over neighbouring probabilities would extend that generator with
-a few halo slices at the edges of each process's range.
+TIFF outputs are single-process and atomic: the mask appears only once finished (size-filtered
+through a hidden unfiltered copy beside it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -34,14 +37,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import tifffile
 from tqdm.auto import tqdm
 
 from . import __version__
 from .errors import SamMitoError
-from .inference import Segmenter, postprocess, predict_stack, read_boxes
+from .files import atomic_file
+from .inference import Segmenter, check_output_file, read_boxes
 from .instances import label_mask
 from .omezarr import create_image, open_image
+from .postprocessing import (
+    DEFAULT_FILL_HOLES,
+    DEFAULT_OPENING,
+    PostProcessing,
+    clean_slice,
+    drop_small_objects,
+)
 from .volumes import Volume, is_zarr, open_volume
+from .zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, smooth_slices, window_slices
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +88,11 @@ def predict_volume(
     probabilities_path: str | Path | None = None,
     boxes_path: str | Path | None = None,
     threshold: float = 0.5,
-    min_size: int = 0,
+    z_window: int = DEFAULT_Z_WINDOW,
+    z_weighting: str = DEFAULT_Z_WEIGHTING,
+    opening: int = DEFAULT_OPENING,
+    fill_holes: bool = DEFAULT_FILL_HOLES,
+    min_size: int | None = None,
     overwrite: bool = False,
 ) -> dict:
     """Segment an image, stack, slice folder or zarr into a 0/255 ``uint8`` mask of the same shape.
@@ -92,11 +109,15 @@ def predict_volume(
         Also write instance labels (``uint32``, 0 = background): 3D connected components of the
         final mask, ``.zarr`` or TIFF.
     probabilities_path : str or Path, keyword-only
-        Also write the float32 probabilities (``.zarr`` with a zarr output, TIFF with a TIFF one).
+        Also write the float32 probabilities that are thresholded (after the z-window): ``.zarr``
+        with a zarr output, TIFF with a TIFF one.
     boxes_path : str or Path, keyword-only
         Boxes JSON for ``boxes`` mode (see :func:`sam_mito.inference.read_boxes`).
-    threshold, min_size : keyword-only
-        See :func:`sam_mito.inference.postprocess` (``min_size`` applies per slice).
+    threshold, z_window, z_weighting, opening, fill_holes, min_size : keyword-only
+        See :class:`sam_mito.postprocessing.PostProcessing`: probability threshold, z-window
+        (odd number of slices, 1: off) and its weighting, per-slice opening radius and hole
+        filling, smallest object kept (voxels, 3D, in a stack; pixels in a single image; None:
+        the default for the input).
     overwrite : bool, keyword-only
         Replace a finished zarr output (or one started with other settings, or not made by
         sam-mito), and existing labels; an unfinished run of the same settings still resumes.
@@ -104,11 +125,22 @@ def predict_volume(
     Returns
     -------
     dict
-        ``shape``, ``encoder_passes`` (this process), ``slices_predicted``, ``slices_skipped``;
-        with labels, ``instances`` and ``instance_sizes`` (voxel quantiles ``p0``..``p100``).
+        ``shape``, ``encoder_passes`` (this process), ``slices_predicted``, ``slices_skipped``,
+        ``halo_slices`` (predicted again for the z-window only), ``postprocessing`` (the settings);
+        ``objects_removed``/``objects_kept`` by the size filter (first process); with labels,
+        ``instances`` and ``instance_sizes`` (voxel quantiles ``p0``..``p100``).
     """
+    post = PostProcessing(
+        threshold=threshold,
+        z_window=z_window,
+        z_weighting=z_weighting,
+        opening=opening,
+        fill_holes=fill_holes,
+        min_size=min_size,
+    )
     rank, world, barrier = _processes(segmenter)
     volume = open_volume(input_path)
+    post = post.for_volume(volume)
     outputs = [Path(p) for p in (output_path, probabilities_path, labels_path) if p is not None]
     _check_outputs(outputs, [input_path, boxes_path])
     if not is_zarr(output_path):
@@ -118,30 +150,19 @@ def predict_volume(
             )
         if probabilities_path is not None and is_zarr(probabilities_path):
             raise SamMitoError(f"{probabilities_path}: write .zarr probabilities with a .zarr --output")
-        shape = predict_stack(
-            segmenter,
-            input_path,
-            output_path,
-            boxes_path=boxes_path,
-            probabilities_path=probabilities_path,
-            threshold=threshold,
-            min_size=min_size,
-        )
-        summary = {
-            "shape": shape,
-            "encoder_passes": segmenter.encoder_passes,
-            "slices_predicted": volume.shape[0],
-            "slices_skipped": 0,
-        }
-        if labels_path is not None:
-            summary.update(label_mask(open_volume(output_path), labels_path))
-        return summary
-    if probabilities_path is not None and not is_zarr(probabilities_path):
+        for name, path in (("output_path", output_path), ("probabilities_path", probabilities_path)):
+            check_output_file(path, name=name)
+    elif probabilities_path is not None and not is_zarr(probabilities_path):
         raise SamMitoError(f"{probabilities_path}: with a .zarr --output, probabilities must be .zarr too")
     boxes = read_boxes(boxes_path, volume.shape) if boxes_path is not None else None
     if segmenter.mode == "boxes" and boxes is None:
         raise SamMitoError("mode 'boxes' needs a boxes JSON file (--boxes)")
-    settings = _settings(segmenter, volume, input_path, outputs, boxes_path, threshold, min_size)
+    if not is_zarr(output_path):
+        summary = _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, post)
+        if labels_path is not None:
+            summary.update(label_mask(open_volume(output_path), labels_path))
+        return summary
+    settings = _settings(segmenter, volume, input_path, outputs, boxes_path, post)
     resume = _existing_run(Path(output_path), settings, overwrite=overwrite)
     if not resume:
         _check_labels_target(labels_path, overwrite=overwrite)
@@ -158,19 +179,18 @@ def predict_volume(
     depth = volume.shape[0]
     assigned = range(rank * depth // world, (rank + 1) * depth // world)
     mine = [z for z in assigned if z not in done]
-    for z, probability in _slice_probabilities(segmenter, volume, mine, boxes, rank=rank):
-        masks[z] = postprocess(probability, threshold=threshold, min_size=min_size)
+    summary = {"shape": volume.shape[1:] if volume.single_image else volume.shape}
+    for z, probability, mask in _finished_slices(segmenter, volume, mine, boxes, post, summary, rank=rank):
+        masks[z] = mask
         if probabilities is not None:
             probabilities[z] = probability
         (progress / f"{z:06d}").touch()  # only now is the slice complete
-    summary = {
-        "shape": volume.shape[1:] if volume.single_image else volume.shape,
-        "encoder_passes": segmenter.encoder_passes,
-        "slices_predicted": len(mine),
-        "slices_skipped": len(assigned) - len(mine),
-        "process": rank,
-        "processes": world,
-    }
+    summary.update(
+        encoder_passes=segmenter.encoder_passes,
+        slices_skipped=len(assigned) - len(mine),
+        process=rank,
+        processes=world,
+    )
     barrier()
     if rank == 0:
         missing = sorted(set(range(depth)) - {int(p.name) for p in progress.iterdir()})
@@ -178,6 +198,12 @@ def predict_volume(
             raise SamMitoError(
                 f"{output_path}: slices {missing[:5]} are not complete; run the same command again"
             )
+        if post.min_size:  # in place; a kill here is repaired by running it again (it only removes)
+            removed, blocks = drop_small_objects(open_volume(output_path), post.min_size)
+            for block, mask, changed in tqdm(blocks, desc="dropping small objects", unit="block"):
+                if changed:
+                    masks[block] = mask
+            summary.update(removed)
         if labels_path is not None:
             summary.update(label_mask(open_volume(output_path), labels_path))
         group = open_image(output_path)[0]
@@ -208,7 +234,7 @@ def _check_labels_target(labels_path: str | Path | None, *, overwrite: bool) -> 
         raise SamMitoError(f"{labels_path}: exists (pass --overwrite to replace it)")
 
 
-def _settings(segmenter, volume, input_path, outputs, boxes_path, threshold, min_size) -> dict:
+def _settings(segmenter, volume, input_path, outputs, boxes_path, post) -> dict:
     """What a zarr output records about its run; a resumed run must match it exactly."""
     return {
         "sam_mito_version": __version__,
@@ -225,8 +251,7 @@ def _settings(segmenter, volume, input_path, outputs, boxes_path, threshold, min
         "precision": segmenter.precision,
         "normalization": segmenter.normalization,
         "boxes": str(Path(boxes_path).resolve()) if boxes_path is not None else None,
-        "threshold": threshold,
-        "min_size": min_size,
+        **post.settings(),
     }
 
 
@@ -270,11 +295,63 @@ def _create(shape, output_path, probabilities_path, labels_path, settings) -> No
         create_image(probabilities_path, shape, np.float32, attrs=attrs)
 
 
-def _slice_probabilities(
-    segmenter: Segmenter, volume: Volume, indices: list[int], boxes: dict | None, *, rank: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """``(z, probability)`` of the slices ``indices``, in order."""
-    slices = volume.slices(segmenter.normalization, indices=indices)
-    progress = tqdm(slices, total=len(indices), desc=f"predicting (process {rank})", unit="slice")
-    for z, image in zip(indices, progress, strict=True):
-        yield z, segmenter.probabilities(image, boxes.get(z, []) if boxes else None)
+def _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, post) -> dict:
+    """One process writes the mask (and probabilities) as TIFF, atomically: nothing until finished."""
+    summary = {"shape": volume.shape[1:] if volume.single_image else volume.shape}
+    with contextlib.ExitStack() as files:
+        partial = files.enter_context(atomic_file(output_path))
+        unfiltered = partial
+        if post.min_size:
+            unfiltered = partial.with_name(f"{partial.name}.unfiltered.tif")
+            files.callback(unfiltered.unlink, missing_ok=True)
+        if probabilities_path is not None:
+            probabilities_partial = files.enter_context(atomic_file(probabilities_path))
+        with contextlib.ExitStack() as writers:  # closed before the size filter reads the mask back
+            masks = writers.enter_context(tifffile.TiffWriter(unfiltered))
+            if probabilities_path is not None:
+                probabilities = writers.enter_context(tifffile.TiffWriter(probabilities_partial))
+            slices = range(volume.shape[0])
+            for _, probability, mask in _finished_slices(segmenter, volume, slices, boxes, post, summary):
+                masks.write(mask, contiguous=True)
+                if probabilities_path is not None:
+                    probabilities.write(probability, contiguous=True)
+        if post.min_size:
+            removed, blocks = drop_small_objects(open_volume(unfiltered), post.min_size)
+            with tifffile.TiffWriter(partial) as filtered:
+                for _, mask, _ in blocks:
+                    for page in mask:
+                        filtered.write(page, contiguous=True)
+            summary.update(removed)
+    logger.info("wrote %s %s (%d encoder passes)", output_path, summary["shape"], segmenter.encoder_passes)
+    return {**summary, "encoder_passes": segmenter.encoder_passes, "slices_skipped": 0}
+
+
+def _finished_slices(
+    segmenter: Segmenter,
+    volume: Volume,
+    targets: list[int] | range,
+    boxes: dict | None,
+    post: PostProcessing,
+    summary: dict,
+    *,
+    rank: int = 0,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(z, z-smoothed probability, cleaned 0/255 mask)`` of the slices ``targets``, in order.
+
+    The slices within ``post.z_window // 2`` of a target are predicted too (the halo); ``summary``
+    gets ``slices_predicted``, ``halo_slices`` and ``postprocessing``.
+    """
+    depth = volume.shape[0]
+    needed = window_slices(targets, depth, post.z_window)
+    summary.update(
+        slices_predicted=len(targets), halo_slices=len(needed) - len(targets), postprocessing=post.settings()
+    )
+    slices = volume.slices(segmenter.normalization, indices=needed)
+    progress = tqdm(slices, total=len(needed), desc=f"predicting (process {rank})", unit="slice")
+    raw = (
+        (z, segmenter.probabilities(image, boxes.get(z, []) if boxes else None))
+        for z, image in zip(needed, progress, strict=True)
+    )
+    smoothed = smooth_slices(raw, targets, depth=depth, window=post.z_window, weighting=post.z_weighting)
+    for z, probability in smoothed:
+        yield z, probability, clean_slice(probability, post)

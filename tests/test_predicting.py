@@ -46,14 +46,15 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 def test_zarr_mask_equals_the_tiff_one_and_labels_are_its_3d_components(model, stack_path, tmp_path):
     segmenter = _segmenter(model)
-    tiff = predicting.predict_volume(segmenter, stack_path, tmp_path / "mask.tif", threshold=0.45)
+    unfiltered = {"threshold": 0.45, "fill_holes": False, "min_size": 0}  # the mask is the thresholded map
+    tiff = predicting.predict_volume(segmenter, stack_path, tmp_path / "mask.tif", **unfiltered)
     summary = predicting.predict_volume(
         _segmenter(model),
         stack_path,
         tmp_path / "mask.zarr",
         labels_path=tmp_path / "labels.zarr",
         probabilities_path=tmp_path / "probs.zarr",
-        threshold=0.45,
+        **unfiltered,
     )
     mask = open_volume(tmp_path / "mask.zarr")
     assert mask.chunks == (1, 128, 240) and mask.dtype == np.uint8
@@ -78,7 +79,7 @@ def test_zarr_mask_equals_the_tiff_one_and_labels_are_its_3d_components(model, s
 
 
 def test_tiff_labels_from_the_cli(model, stack_path, tmp_path, capsys):
-    argv = ["predict", "--model", str(model), "--input", str(stack_path), "--tile", "128"]
+    argv = ["predict", "--model", str(model), "--input", str(stack_path), "--tile", "128", "--min-size", "50"]
     assert main([*argv, "--output", str(tmp_path / "m.tif"), "--labels", str(tmp_path / "l.tif")]) == 0
     out = capsys.readouterr().out
     labels = tifffile.imread(tmp_path / "l.tif")
@@ -93,7 +94,7 @@ class _Killed(Exception):
 
 def test_killed_run_resumes_and_ends_byte_identical(model, stack_path, tmp_path, monkeypatch):
     out, labels = tmp_path / "mask.zarr", tmp_path / "labels.zarr"
-    kwargs = {"labels_path": labels, "probabilities_path": tmp_path / "p.zarr"}
+    kwargs = {"labels_path": labels, "probabilities_path": tmp_path / "p.zarr", "z_window": 1}  # per slice
     predicting.predict_volume(_segmenter(model), stack_path, out, **kwargs)
     uninterrupted = {name: _tree(tmp_path / name) for name in ("mask.zarr", "labels.zarr", "p.zarr")}
     predicting.predict_volume(_segmenter(model), stack_path, out, overwrite=True, **kwargs)
@@ -227,11 +228,12 @@ def test_sigkilled_run_restarted_with_the_same_command_ends_byte_identical(model
     import signal
     import time
 
-    images, _ = synthetic_volume((6, 128, 240), seed=6)
+    images, _ = synthetic_volume((10, 128, 240), seed=6)  # the default z-window of 7 spans most of it
     tifffile.imwrite(tmp_path / "stack.tif", images, photometric="minisblack")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "sam_mito", "predict", "--model", model, "--input", "stack.tif"]
     command += ["--tile", "128", "--output", "mask.zarr", "--labels", "labels.zarr", "--overwrite"]
+    command += ["--min-size", "200"]
     subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
     uninterrupted = {name: _tree(tmp_path / name) for name in ("mask.zarr", "labels.zarr")}
 
@@ -243,7 +245,7 @@ def test_sigkilled_run_restarted_with_the_same_command_ends_byte_identical(model
     process.send_signal(signal.SIGKILL)
     process.communicate()
     done = len(list(progress.iterdir()))
-    assert 2 <= done < 6 and not (tmp_path / "labels.zarr").exists()
+    assert 2 <= done < 10 and not (tmp_path / "labels.zarr").exists()
 
     resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
