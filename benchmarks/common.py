@@ -76,3 +76,20 @@ def isolated(function, *args) -> dict:
     """Run ``function(*args)`` in a fresh process, so its peak RSS is its own."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
+
+
+def step_timer():
+    """A Trainer callback that records each training step's seconds in its ``times`` list."""
+    from transformers import TrainerCallback
+
+    class StepTimes(TrainerCallback):
+        def __init__(self):
+            self.times, self.start = [], None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepTimes()

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import multiprocessing
 import statistics
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
+
+from common import machine, step_timer, timed
 
 FAMILY_ORDER = ("sam", "sam_hq", "sam2")
 PARTS = ("encoder", "cache", "training", "slice")
@@ -49,12 +49,6 @@ def _architecture(family: str, quick: bool) -> str:
     if quick:
         return "tiny test config"
     return {"sam": "ViT-B", "sam_hq": "ViT-B", "sam2": "Hiera, Sam2Config default"}[family]
-
-
-def _timed(function) -> tuple[float, object]:
-    start = time.perf_counter()
-    value = function()
-    return time.perf_counter() - start, value
 
 
 def _model_dir(family: str, workdir: Path, quick: bool) -> Path:
@@ -104,7 +98,7 @@ def measure_family(family: str, workdir: str, quick: bool, parts: tuple[str, ...
         pixels = pixel_values(processor, [image])
         repeats = 5 if quick else 2
         encode(model, pixels, precision="fp32")  # warm-up
-        times = [_timed(lambda: encode(model, pixels, precision="fp32"))[0] for _ in range(repeats)]
+        times = [timed(lambda: encode(model, pixels, precision="fp32"))[0] for _ in range(repeats)]
         result["encoder"] = {
             "input": list(pixels.shape),
             "min_s": min(times),
@@ -118,7 +112,7 @@ def measure_family(family: str, workdir: str, quick: bool, parts: tuple[str, ...
         patches = split.select(range(4))
         # Named and keyed as the Trainer below names its cache, so training reuses it.
         options = {"cache_dir": work / f"cache-{family}", "precision": "fp32"}
-        seconds, cache = _timed(lambda: build_cache(model, processor, patches, name="train", **options))
+        seconds, cache = timed(lambda: build_cache(model, processor, patches, name="train", **options))
         result["cache"] = {
             "patches": len(cache),
             "mib_per_patch": cache.bytes_per_item / 2**20,
@@ -131,7 +125,7 @@ def measure_family(family: str, workdir: str, quick: bool, parts: tuple[str, ...
 
         segmenter = Segmenter(model, processor, mode="tile", tile=256, overlap=32, precision="fp32")
         image, _ = SyntheticEM((1, *SLICE), seed=2).render(0)
-        seconds, _ = _timed(lambda: segmenter.probabilities(image))
+        seconds, _ = timed(lambda: segmenter.probabilities(image))
         result["slice"] = {
             "shape": list(SLICE),
             "seconds": seconds,
@@ -142,43 +136,18 @@ def measure_family(family: str, workdir: str, quick: bool, parts: tuple[str, ...
 
 def _training_steps(model, split, work: Path, family: str, steps: int) -> dict:
     """Seconds per cached Trainer step, batch 2 (the cache of ``split`` is already built)."""
-    from transformers import TrainerCallback
-
     from sam_mito.config import SamMitoConfig
     from sam_mito.training import SamMitoTrainer
-
-    class StepTimes(TrainerCallback):
-        def __init__(self):
-            self.times, self.start = [], None
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self.start)
 
     args = SamMitoConfig(
         output_dir=str(work / f"out-{family}"), max_steps=steps, per_device_train_batch_size=2, use_cpu=True,
         report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
         embedding_cache_dir=str(work / f"cache-{family}"), encode_precision="fp32",
     )  # fmt: skip
-    timer = StepTimes()
+    timer = step_timer()
     SamMitoTrainer(model=model, args=args, train_dataset=split, callbacks=[timer]).train()
     steady = timer.times[1:] or timer.times
     return {"min_s": min(steady), "median_s": statistics.median(steady), "steps": len(steady)}
-
-
-def _machine() -> str:
-    import torch
-
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [
-        line.split(":", 1)[1].strip()
-        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-        if line.startswith("model name")
-    ]
-    name = names[0] if names else "unknown CPU"
-    return f"{name}, {multiprocessing.cpu_count()} cores ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def measure(
@@ -198,7 +167,7 @@ def measure(
             row["encoder_speedup_vs_sam"] = sam["encoder"]["median_s"] / row["encoder"]["median_s"]
     return {
         "quick": quick,
-        "machine": _machine(),
+        "machine": machine(),
         "threads": torch.get_num_threads(),
         "date": date.today().isoformat(),
         "torch": torch.__version__,

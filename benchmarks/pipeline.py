@@ -10,7 +10,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import model_dir, peak_rss_mib, rss_mib, timed
+from common import model_dir, peak_rss_mib, rss_mib, step_timer, timed
 
 
 def bench_prepare(shape: tuple[int, int, int], workdir: str) -> dict:
@@ -200,8 +200,6 @@ def bench_stream(workdir: str, depth: int, height: int, width: int) -> dict:
 
 def bench_training(size: str, workdir: str, steps: int) -> dict:
     """Seconds per Trainer step, encoder every step (seed style) vs cached embeddings, batch 2."""
-    from transformers import TrainerCallback
-
     from sam_mito.config import SamMitoConfig
     from sam_mito.data import load_patches, prepare_dataset
     from sam_mito.modeling import freeze_for_decoder_training, load_sam
@@ -211,16 +209,6 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
     folder = model_dir(size, workdir)
     data_dir = Path(workdir) / "data"
     prepare_dataset(data_dir, synthetic_shape=(5, 256, 512), seed=0)
-
-    class StepTimes(TrainerCallback):
-        def __init__(self):
-            self.times, self.start = [], None
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self.start)
 
     result = {"architecture": size}
     for cached, n_steps in ((False, max(2, steps // 4)), (True, steps)):
@@ -235,7 +223,7 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
         start = time.perf_counter()
         dataset = prompt_dataset(model, processor, split, args, name="train")
         build = time.perf_counter() - start
-        timer = StepTimes()
+        timer = step_timer()
         SamMitoTrainer(model=model, args=args, train_dataset=dataset, callbacks=[timer]).train()
         steady = timer.times[1:] or timer.times
         key = "cached" if cached else "seed_style"

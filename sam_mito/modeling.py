@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "facebook/sam-vit-base"
 #: Name that resolves to the tiny SAM shipped in the package (pretrained on generic shapes, not EM).
 TINY_BASE = "sam-mito/tiny-base"
-TRAINABLE_PREFIX = "mask_decoder."
 
 
 def tiny_base_path() -> Path:
