@@ -9,20 +9,16 @@ evaluation, inference) stay family-blind:
   tensor (SAM: the image embeddings, as before; the others: their feature maps flattened and
   concatenated in the order of :func:`feature_layout`) and handed back to ``forward``;
 - preprocessing geometry: SAM and SAM-HQ resize the longest side and pad, SAM 2.1 resizes to a
-  square. SAM 2.1's image processor needs torchvision, so :class:`TorchSam2ImageProcessor` does
-  its resize, rescale and normalisation in plain torch and saves a config ``Sam2Processor`` reads.
+  square; :func:`processor_for` and :func:`load_processor` give each family its processor (SAM
+  2.1's, done without torchvision, is in :mod:`sam_mito.sam2_processing`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import (
     Sam2Config,
     Sam2HieraDetConfig,
@@ -39,13 +35,10 @@ from transformers import (
     SamModel,
     SamProcessor,
 )
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
 from .errors import SamMitoError
-
-#: PIL's BILINEAR, the resample Sam2ImageProcessor uses.
-BILINEAR = 2
+from .sam2_processing import TorchSam2ImageProcessor, TorchSam2Processor
 
 
 @dataclass(frozen=True)
@@ -224,122 +217,6 @@ def decoder_inputs(config, embeddings: torch.Tensor, device: torch.device) -> di
     if family.name == "sam_hq":
         return {"image_embeddings": parts[0], "intermediate_embeddings": [parts[1]]}
     return {"image_embeddings": parts}
-
-
-class TorchSam2ImageProcessor:
-    """``Sam2ImageProcessor``'s preprocessing in plain torch (no torchvision): RGB ``uint8`` images are
-    resized to ``size`` x ``size`` (bilinear, antialiased, rounded back to ``uint8`` as torchvision's
-    resize of ``uint8`` images does), rescaled by ``rescale_factor`` and normalised by mean and std.
-
-    Its :meth:`to_dict` is a ``Sam2ImageProcessor`` config: ``save_pretrained`` writes
-    ``preprocessor_config.json``, which ``Sam2Processor.from_pretrained`` reads.
-    """
-
-    model_input_names = ["pixel_values"]
-
-    def __init__(
-        self,
-        *,
-        size: int = 1024,
-        mask_size: int = 256,
-        image_mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
-        image_std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
-        rescale_factor: float = 1 / 255,
-    ) -> None:
-        self.size, self.mask_size, self.rescale_factor = int(size), int(mask_size), float(rescale_factor)
-        self.image_mean, self.image_std = [float(v) for v in image_mean], [float(v) for v in image_std]
-
-    def __call__(self, images: list, return_tensors: str = "pt") -> dict[str, torch.Tensor]:
-        """``{"pixel_values": (B, 3, size, size) float32}`` of ``(H, W, 3)`` ``uint8`` images."""
-        if return_tensors != "pt":
-            raise SamMitoError(f"return_tensors='{return_tensors}': only 'pt' is supported")
-        return {"pixel_values": torch.cat([self.preprocess(image) for image in images])}
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """One ``(H, W, 3)`` image as a ``(1, 3, size, size)`` float32 encoder input."""
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-        if tuple(pixels.shape[-2:]) != (self.size, self.size):
-            pixels = F.interpolate(
-                pixels, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
-            )
-            pixels = pixels.round_().clamp_(0, 255)
-        # Rescale and normalise fused as transformers does: (x - mean / r) / (std / r).
-        mean = torch.tensor(self.image_mean)[:, None, None] / self.rescale_factor
-        std = torch.tensor(self.image_std)[:, None, None] / self.rescale_factor
-        return (pixels - mean) / std
-
-    def to_dict(self) -> dict:
-        """The ``Sam2ImageProcessor`` configuration this preprocessing implements."""
-        return {
-            "do_convert_rgb": True,
-            "do_normalize": True,
-            "do_rescale": True,
-            "do_resize": True,
-            "image_mean": self.image_mean,
-            "image_processor_type": "Sam2ImageProcessor",
-            "image_std": self.image_std,
-            "mask_size": {"height": self.mask_size, "width": self.mask_size},
-            "resample": BILINEAR,
-            "rescale_factor": self.rescale_factor,
-            "size": {"height": self.size, "width": self.size},
-        }
-
-    def save_pretrained(self, folder: str | Path, **kwargs) -> list[str]:
-        """Write ``preprocessor_config.json`` into ``folder`` (as the Trainer saves image processors)."""
-        path = Path(folder) / "preprocessor_config.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        return [str(path)]
-
-    @classmethod
-    def from_dict(cls, values: dict, *, source: str, size: int) -> TorchSam2ImageProcessor:
-        """Read a ``Sam2ImageProcessor`` config; settings this class does not implement raise."""
-        kind = values.get("image_processor_type", "Sam2ImageProcessor")
-        expected = {
-            "image_processor_type": kind in ("Sam2ImageProcessor", "Sam2ImageProcessorFast"),
-            "size": values.get("size", {"height": size, "width": size}) == {"height": size, "width": size},
-            "resample": values.get("resample", BILINEAR) == BILINEAR,
-            **{k: values.get(k, True) is True for k in ("do_resize", "do_rescale", "do_normalize")},
-            "do_pad": not values.get("do_pad"),
-        }
-        wrong = [k for k, ok in expected.items() if not ok]
-        if wrong:
-            shown = {k: values.get(k) for k in wrong}
-            raise SamMitoError(
-                f"{source}: image processor settings {shown} are not supported; expected a SAM 2.1 "
-                f"Sam2ImageProcessor that resizes to {size}x{size} (bilinear), rescales and normalises"
-            )
-        return cls(
-            size=size,
-            mask_size=values.get("mask_size", {}).get("height", size // 4),
-            image_mean=values.get("image_mean", IMAGENET_DEFAULT_MEAN),
-            image_std=values.get("image_std", IMAGENET_DEFAULT_STD),
-            rescale_factor=values.get("rescale_factor", 1 / 255),
-        )
-
-
-class TorchSam2Processor:
-    """Stands in for ``Sam2Processor`` (images only); saves ``processor_config.json`` in its layout."""
-
-    def __init__(self, image_processor: TorchSam2ImageProcessor) -> None:
-        self.image_processor = image_processor
-
-    def __call__(self, images: list, return_tensors: str = "pt") -> dict[str, torch.Tensor]:
-        """Preprocess images, as ``Sam2Processor(images=...)`` does."""
-        return self.image_processor(images, return_tensors=return_tensors)
-
-    def save_pretrained(self, folder: str | Path, **kwargs) -> list[str]:
-        """Write ``processor_config.json`` (the processor with its image processor nested)."""
-        values = {
-            "image_processor": self.image_processor.to_dict(),
-            "point_pad_value": -10,
-            "processor_class": "Sam2Processor",
-            "target_size": self.image_processor.size,
-        }
-        path = Path(folder) / "processor_config.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-        return [str(path)]
 
 
 def processor_for(config):

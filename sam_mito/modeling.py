@@ -61,7 +61,7 @@ def processor_for(config) -> SamProcessor:
     """A processor whose resize/pad size matches the model's input size, for any family (no torchvision).
 
     SAM and SAM-HQ get a ``SamProcessor`` / ``SamHQProcessor``; SAM 2.1 a
-    :class:`sam_mito.families.TorchSam2Processor`.
+    :class:`sam_mito.sam2_processing.TorchSam2Processor`.
     """
     return families.processor_for(config)
 

@@ -23,17 +23,11 @@ from sam_mito.decoding import decode, masks_to_image, prompts_to_input
 from sam_mito.embeddings import encode, pixel_values
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation import compare
-from sam_mito.families import (
-    FAMILIES,
-    TorchSam2ImageProcessor,
-    family_of,
-    processor_for,
-    tiny_sam2_config,
-    tiny_sam_hq_config,
-)
+from sam_mito.families import FAMILIES, family_of, processor_for, tiny_sam2_config, tiny_sam_hq_config
 from sam_mito.inference import Segmenter, predict_stack
 from sam_mito.modeling import encoder_fingerprint, freeze_for_decoder_training, load_sam, tiny_sam_config
 from sam_mito.prompt_data import collate_prompts, prompt_dataset
+from sam_mito.sam2_processing import TorchSam2ImageProcessor
 from sam_mito.synthetic import synthetic_volume
 from sam_mito.training import SamMitoTrainer
 
