@@ -30,12 +30,17 @@ def odd(text: str) -> int:
     return value
 
 
-def fraction(text: str) -> float:
-    """An argparse ``type``: a finite number with 0 <= value < 1."""
+def _number(text: str) -> float:
+    """``text`` as a float (nan and inf included), else the argparse error of every number flag."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a finite number with 0 <= value < 1."""
+    value = _number(text)
     if not (math.isfinite(value) and 0 <= value < 1):
         raise argparse.ArgumentTypeError(f"{text}: expected a fraction, 0 <= value < 1")
     return value
@@ -43,10 +48,7 @@ def fraction(text: str) -> float:
 
 def finite(text: str) -> float:
     """An argparse ``type``: a finite number (no nan or inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    value = _number(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text}: expected a finite number")
     return value

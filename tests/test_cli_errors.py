@@ -121,6 +121,18 @@ PREPARE_CASES = {
     "validation fraction nan": ([*SYNTHETIC, "--validation-fraction", "nan"], ["--validation-fraction"]),
     "test fraction inf": ([*SYNTHETIC, "--test-fraction", "inf"], ["--test-fraction"]),
     "test fraction above 1": ([*SYNTHETIC, "--test-fraction", "1.5"], ["--test-fraction"]),
+    "test fraction a word": (
+        [*SYNTHETIC, "--test-fraction", "half"],
+        ["--test-fraction", "'half': expected a number"],
+    ),
+    "mask threshold a word": (
+        [*SYNTHETIC, "--mask-threshold", "x"],
+        ["--mask-threshold", "'x': expected a number"],
+    ),
+    "mask threshold nan": (
+        [*SYNTHETIC, "--mask-threshold", "nan"],
+        ["--mask-threshold", "expected a finite number"],
+    ),
     "min foreground 1": ([*SYNTHETIC, "--min-foreground", "1"], ["--min-foreground"]),
     "out is a file": (
         ["--synthetic", "--out", "notes.txt", "--overwrite"],
