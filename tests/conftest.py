@@ -47,6 +47,16 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture
+def model_and_split(tiny_model_dir, dataset_dir):
+    """The tiny SAM and its processor, loaded afresh for each test, and the dataset's validation split."""
+    from sam_mito.data import load_patches
+    from sam_mito.modeling import load_sam
+
+    model, processor = load_sam(str(tiny_model_dir))
+    return model, processor, load_patches(dataset_dir, "validation")
+
+
+@pytest.fixture
 def cli(capsys):
     """Run ``sam-mito ARGS...`` in-process; returns (exit status, stdout, stderr).
 

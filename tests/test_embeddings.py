@@ -15,16 +15,8 @@ import xxhash
 from _launch import launch
 
 from sam_mito.checksums import corrupted_rows
-from sam_mito.data import load_patches
 from sam_mito.embeddings import build_cache, encode, pixel_values
 from sam_mito.errors import SamMitoError
-from sam_mito.modeling import load_sam
-
-
-@pytest.fixture()
-def model_and_split(tiny_model_dir, dataset_dir):
-    model, processor = load_sam(str(tiny_model_dir))
-    return model, processor, load_patches(dataset_dir, "validation")
 
 
 def test_cache_holds_fp16_embeddings_of_every_row(tmp_path, model_and_split):

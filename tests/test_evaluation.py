@@ -7,11 +7,11 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from _training_config import tiny_training_config
 from huggingface_hub import ModelCard
 from PIL import Image
 
 from sam_mito.cli import main
-from sam_mito.config import SamMitoConfig
 from sam_mito.data import load_patches
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation import choose_figure_rows, compare
@@ -25,20 +25,8 @@ from sam_mito.training import train
 def finetuned_dir(tmp_path_factory, dataset_dir):
     """The packaged tiny base after a few decoder steps, saved by the training recipe."""
     out = tmp_path_factory.mktemp("finetuned") / "model"
-    config = SamMitoConfig(
-        output_dir=str(out),
-        model_name_or_path=TINY_BASE,
-        dataset=str(dataset_dir),
-        embedding_cache_dir=str(out.parent / "cache"),
-        max_steps=6,
-        per_device_train_batch_size=4,
-        learning_rate=3e-4,
-        eval_strategy="no",
-        save_strategy="no",
-        use_cpu=True,
-        report_to="none",
-        disable_tqdm=True,
-    )
+    settings = dict(output_dir=str(out), max_steps=6, per_device_train_batch_size=4, learning_rate=3e-4)
+    config = tiny_training_config(out.parent, TINY_BASE, dataset_dir, **settings)
     train(config)
     return out
 

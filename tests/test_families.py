@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from _training_config import tiny_training_config
 from transformers import (
     AutoModel,
     Sam2Model,
@@ -17,7 +18,6 @@ from transformers import (
     SamProcessor,
 )
 
-from sam_mito.config import SamMitoConfig
 from sam_mito.data import load_patches
 from sam_mito.decoding import decode, masks_to_image, prompts_to_input
 from sam_mito.embeddings import encode, pixel_values
@@ -77,12 +77,9 @@ def test_every_family_trains_only_its_decoder_saves_a_stock_folder_and_runs_the_
     tmp_path, family_dir, dataset_dir
 ):
     family, base_dir = family_dir
-    config = SamMitoConfig(
-        output_dir=str(tmp_path / "out"), model_name_or_path=str(base_dir), dataset=str(dataset_dir),
-        embedding_cache_dir=str(tmp_path / "cache"), per_device_train_batch_size=2, max_steps=25,
-        learning_rate=3e-3, box_jitter=0, use_cpu=True, report_to="none", save_strategy="no",
-        eval_strategy="no", seed=0, disable_tqdm=True,
-    )  # fmt: skip
+    config = tiny_training_config(
+        tmp_path, base_dir, dataset_dir, max_steps=25, learning_rate=3e-3, box_jitter=0
+    )
     model, processor = load_sam(str(base_dir))
     assert isinstance(model, FAMILIES[family].model_class)
     freeze_for_decoder_training(model)

@@ -8,7 +8,6 @@ import torch
 
 import sam_mito.embeddings as embeddings
 from sam_mito.cli import build_parser
-from sam_mito.data import load_patches
 from sam_mito.embeddings import build_cache, encode, pixel_values
 from sam_mito.errors import SamMitoError
 from sam_mito.inference import Segmenter, tile_origins
@@ -17,12 +16,6 @@ from sam_mito.precision import PRECISIONS, hardware_bf16, resolve_precision
 
 BF16_CPU = {"avx2": True, "avx512_f": True, "avx512_bf16": True}
 AVX2_CPU = {"avx2": True, "avx512_f": False, "avx512_bf16": False, "amx_bf16": False}
-
-
-@pytest.fixture()
-def model_and_split(tiny_model_dir, dataset_dir):
-    model, processor = load_sam(str(tiny_model_dir))
-    return model, processor, load_patches(dataset_dir, "validation")
 
 
 @pytest.fixture()

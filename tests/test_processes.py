@@ -1,10 +1,12 @@
 """One process or many: every trainable parameter used, every evaluation row scored once, the run recorded."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 from _launch import launch
+from _training_config import tiny_training_config
 
 from sam_mito.config import SamMitoConfig, parse_config
 from sam_mito.data import load_patches
@@ -18,24 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IOU_HEAD = "mask_decoder.iou_prediction_head"
 
 
-def _config(tmp_path, model_dir, dataset_dir, **overrides):
-    values = dict(
-        output_dir=str(tmp_path / "out"),
-        model_name_or_path=str(model_dir),
-        dataset=str(dataset_dir),
-        embedding_cache_dir=str(tmp_path / "cache"),
-        per_device_train_batch_size=2,
-        max_steps=2,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        eval_strategy="no",
-        box_jitter=0,
-        encode_precision="fp32",
-        disable_tqdm=True,
-    )
-    values.update(overrides)
-    return SamMitoConfig(**values)
+_config = partial(tiny_training_config, max_steps=2, box_jitter=0, encode_precision="fp32")
 
 
 def _mask_dice(trainer, model, inputs):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _training_config import tiny_training_config as _config
 from transformers import SamModel, SamProcessor
 
 from sam_mito.config import SamMitoConfig, parse_config
@@ -19,25 +20,6 @@ from sam_mito.modeling import TINY_BASE, freeze_for_decoder_training, load_sam
 from sam_mito.prompt_data import PromptDataset, collate_prompts, prompt_dataset
 from sam_mito.runs import prepare_output_dir
 from sam_mito.training import SamMitoTrainer, train
-
-
-def _config(tmp_path, model_dir, dataset_dir, **overrides):
-    values = dict(
-        output_dir=str(tmp_path / "out"),
-        model_name_or_path=str(model_dir),
-        dataset=str(dataset_dir),
-        embedding_cache_dir=str(tmp_path / "cache"),
-        per_device_train_batch_size=2,
-        max_steps=4,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        eval_strategy="no",
-        seed=0,
-        disable_tqdm=True,
-    )
-    values.update(overrides)
-    return SamMitoConfig(**values)
 
 
 def _trainer(config, *, cached=True):
