@@ -78,7 +78,7 @@ def test_every_family_trains_only_its_decoder_saves_a_stock_folder_and_runs_the_
 ):
     family, base_dir = family_dir
     config = tiny_training_config(
-        tmp_path, base_dir, dataset_dir, max_steps=25, learning_rate=3e-3, box_jitter=0
+        tmp_path, base_dir, dataset_dir, max_steps=100, learning_rate=3e-3, box_jitter=0
     )
     model, processor = load_sam(str(base_dir))
     assert isinstance(model, FAMILIES[family].model_class)

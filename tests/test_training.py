@@ -38,7 +38,7 @@ def _fixed_batch_loss(trainer, dataset):
 
 
 def test_only_the_mask_decoder_changes_and_loss_drops(tmp_path, tiny_model_dir, dataset_dir):
-    config = _config(tmp_path, tiny_model_dir, dataset_dir, max_steps=25, learning_rate=3e-3, box_jitter=0)
+    config = _config(tmp_path, tiny_model_dir, dataset_dir, max_steps=100, learning_rate=3e-3, box_jitter=0)
     trainer, dataset = _trainer(config)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     loss_before = _fixed_batch_loss(trainer, dataset)
@@ -312,7 +312,7 @@ def test_card_describes_the_loss_and_its_snippet_gives_the_stock_mask(tmp_path, 
     train(config)
     card = ModelCard.load(Path(config.output_dir) / "README.md")
     assert "pipeline_tag" not in card.data.to_dict()  # mask-generation needs torchvision: not claimed
-    assert "Dice 1.0, binary cross-entropy 1.0, IoU-prediction mean squared error 1.0" in card.text
+    assert "Dice 1.0, binary cross-entropy 1.0, IoU-prediction mean squared error 30.0" in card.text
     assert ("three multimask outputs (best one's Dice + cross-entropy, all IoUs) 1.0" in card.text) == (
         mask_outputs == "all"
     )
