@@ -244,16 +244,16 @@ def render_encoder(results: dict) -> str:
 
 {enc["gflop_per_image"]:.3g} GFLOP per image (counted with `torch.utils.flop_counter` on the meta device,
 attention included); this machine's best fp32 dense matmul: {enc["matmul_peak_gflops"]:.0f} GFLOP/s.
-{enc["repeats"]} run(s) per path, after the `auto` check below has run the fp32 and bf16 paths once (a warm-up);
+{enc["repeats"]} run{"s" if several else ""} per path, after the `auto` check below has run the fp32 and bf16 paths once (a warm-up);
 error is the relative L2 difference from the stock fp32 embeddings.
 
 {head} speed vs stock | relative error | % of matmul peak |
 {rule}---|---|---|
 {rows}
 
-Encoder precision `auto` (the default) picked {_picked(enc["auto"])} on this machine (after its check `auto`
-runs that row's call); its one-time check (one fp32 and one bf16 encode; bf16 is kept if within {enc["auto"]["limit"]:.0%} of fp32)
-took {enc["auto"]["check_s"]:.2f} s.
+Encoder precision `auto` (the default) picked {_picked(enc["auto"])} on this machine: after its
+one-time check it runs the marked row's call. The check (one fp32 and one bf16 encode; bf16 is kept if within
+{enc["auto"]["limit"]:.0%} of fp32) took {enc["auto"]["check_s"]:.2f} s.
 """
 
 

@@ -68,10 +68,12 @@ def sam_from_pipeline(results: dict) -> dict:
     if "training" in results:
         training = results["training"]
         known["training"] = {**training["cached"], "from": "training"}
-        known["cache"] = {
-            "patches": training["cache"]["patches"], "mib_per_patch": training["cache"]["bytes_per_patch"] / 2**20,
-            "seconds_per_patch": training["cache"]["seconds_per_patch"], "from": "training",
-        }  # fmt: skip
+        if "cache" in training:  # bench.json files before 2026-11-25 lack it
+            cache = training["cache"]
+            known["cache"] = {
+                "patches": cache["patches"], "mib_per_patch": cache["bytes_per_patch"] / 2**20,
+                "seconds_per_patch": cache["seconds_per_patch"], "from": "training",
+            }  # fmt: skip
     if "predict" in results:
         pred = results["predict"]
         known["slice"] = {
