@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import re
 import sys
@@ -166,10 +167,15 @@ def render(results: dict) -> str:
     groups = _groups(results["quick"])
     # a killed run's bench.json renders what it has
     draws = [draw for name, (_, draw) in groups.items() if name in results]
-    text = "\n".join(draw(results) for draw in [*draws, render_timings])
-    headings = iter(range(1, text.count("\n## ") + 2))
-    sections = [re.sub(r"^## ", lambda _: f"## {next(headings)}. ", text, flags=re.MULTILINE)]
-    return f"""# Benchmarks
+    numbers = itertools.count(1)  # every section numbered, some groups render two
+    sections = re.sub(
+        r"^## ",
+        lambda _: f"## {next(numbers)}. ",
+        "\n".join(draw(results) for draw in [*draws, render_timings]),
+        flags=re.MULTILINE,
+    )
+    return (
+        f"""# Benchmarks
 
 Measured by `make bench` ({"quick mode, tiny sizes" if results["quick"] else "full sizes"}) on
 {results["machine"]}, {results["date"]}; torch {results["torch"]}, transformers {results["transformers"]}.
@@ -177,7 +183,9 @@ Every figure is measured by `benchmarks/run_benchmarks.py`, each group in a fres
 RSS is its own); reproduce with `make bench` (writes `bench.json` and this file), or one group with
 `make bench ONLY=GROUP` (groups: {", ".join(groups)}).
 
-""" + "\n".join(sections)
+"""
+        + sections
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
