@@ -119,7 +119,7 @@ def _vit_b(workdir: Path, quick: bool, repeats: int) -> dict:
     from sam_mito.embeddings import EmbeddingCache
 
     split = load_patches(workdir / "patches", "train")
-    rows = 8 if quick else 24
+    rows = 8 if quick else 12
     split = split.select([i % len(split) for i in range(rows)])
     path = workdir / "vit-b.npy"
     array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(rows, 256, 64, 64))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import platform
 import resource
+import socket
 import time
 from pathlib import Path
 
@@ -20,6 +21,13 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def free_port() -> int:
+    """A TCP port on localhost that is free now (for a launcher's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def timed(function) -> tuple[float, object]:
@@ -49,6 +57,34 @@ def model_dir(size: str, workdir: str) -> Path:
         SamModel(config).save_pretrained(model_dir)
         processor_for(config).save_pretrained(model_dir)
     return model_dir
+
+
+def predict_slice(model, processor, *, seed: int = 2) -> dict:
+    """Prompt-free prediction of one synthetic 768×1024 slice with ``sam-mito predict``'s defaults.
+
+    Default tiling (256-px tiles, each encoded with its context margin) and encoder precision
+    ``auto`` (its one-time check on the first tile included in the seconds). Returns the slice shape,
+    the tiling, seconds, encoder passes, the precision ``auto`` picked and this process's peak RSS.
+    """
+    from sam_mito.inference import Segmenter, tile_origins
+    from sam_mito.synthetic import SyntheticEM
+
+    segmenter = Segmenter(model, processor)
+    image, _ = SyntheticEM((1, 768, 1024), seed=seed).render(0)
+    seconds, _ = timed(lambda: segmenter.probabilities(image))
+    height, width = image.shape
+    return {
+        "slice": [height, width],
+        "tile": segmenter.tile,
+        "overlap": segmenter.overlap,
+        "halo": segmenter.halo,
+        "tiles": len(tile_origins(height, segmenter.tile, segmenter.overlap))
+        * len(tile_origins(width, segmenter.tile, segmenter.overlap)),
+        "seconds": seconds,
+        "encoder_passes": segmenter.encoder_passes,
+        "precision": segmenter.resolution.precision,
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 def machine() -> str:

@@ -73,7 +73,7 @@ def measure(workdir: str, quick: bool) -> dict:
     workdir = Path(workdir)
     data = workdir / "patches"
     prepare_dataset(data, synthetic_shape=(12, 512, 512), seed=2)
-    steps, runs = (20, 1) if quick else (150, 3)
+    steps, runs = (20, 1) if quick else (150, 2)
     measured: dict[str, list[float]] = {"false": [], "true": []}
     for run in range(runs):  # alternate, so drifting machine load hits both alike
         for find_unused in (False, True):

@@ -2,11 +2,16 @@
 """Bench: the SAM families side by side (SAM ViT-B, SAM-HQ ViT-B, SAM 2.1 Hiera), through sam-mito.
 
 Per family: encoder seconds per image, embedding-cache MiB per patch, one cached decoder training
-step (batch 2, through the Trainer) and prompt-free prediction of a 768x1024 slice (20 tiles of 256
-px). Full mode uses each family's default transformers configuration (ViT-B for ``SamConfig`` and
+step (batch 2, through the Trainer) and prompt-free prediction of a 768x1024 slice with ``sam-mito
+predict``'s defaults (12 tiles of 256 px with a context margin, encoder precision ``auto``; one
+run). Full mode uses each family's default transformers configuration (ViT-B for ``SamConfig`` and
 ``SamHQConfig``, the four-stage Hiera of ``Sam2Config``) with random weights: speed does not depend
-on the weights. Quick mode runs the same code on the tiny test configurations. The encoder runs in
-fp32 for every family, so the families are compared on the same footing.
+on the weights. Quick mode runs the same code on the tiny test configurations. The encoder-seconds
+column runs in fp32 for every family, so the families are compared on the same footing.
+
+``make bench`` measures the SAM row's parts in its pipeline groups already (the same ViT-B with the
+same random weights and training patches): it passes them in as ``known`` and they are not
+measured twice.
 
 ``python benchmarks/families.py [--quick] [--encoder-only]`` prints the Markdown section.
 """
@@ -21,11 +26,12 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from common import machine, step_timer, timed
+from common import machine, predict_slice, step_timer, timed
 
 FAMILY_ORDER = ("sam", "sam_hq", "sam2")
 PARTS = ("encoder", "cache", "training", "slice")
-SLICE = (768, 1024)
+#: Patches cached per family: the cached training step's batch of 2.
+CACHED_PATCHES = 2
 
 
 def _config(family: str, quick: bool):
@@ -74,16 +80,36 @@ def _data_dir(workdir: Path) -> Path:
     return folder
 
 
-def measure_family(family: str, workdir: str, quick: bool, parts: tuple[str, ...] = PARTS) -> dict:
-    """Measure ``parts`` of one family; returns a JSON-able dict (missing parts are absent)."""
+def _model(family: str, work: Path, quick: bool, measured: bool):
+    """The family's model and processor; on the meta device (no processor) when nothing is measured."""
+    import torch
+
+    from sam_mito.families import FAMILIES
+    from sam_mito.modeling import load_sam
+
+    if measured:
+        return load_sam(str(_model_dir(family, work, quick)))
+    with torch.device("meta"):  # parameter counts only
+        return FAMILIES[family].model_class(_config(family, quick)), None
+
+
+def measure_family(
+    family: str, workdir: str, quick: bool, parts: tuple[str, ...] = PARTS, known: dict | None = None
+) -> dict:
+    """Measure ``parts`` of one family; returns a JSON-able dict (missing parts are absent).
+
+    ``known`` maps parts already measured elsewhere (each a dict with a ``from`` key naming where)
+    to their figures; those are copied, not measured again.
+    """
     from sam_mito.embeddings import build_cache, encode, pixel_values
     from sam_mito.families import FAMILIES
-    from sam_mito.modeling import freeze_for_decoder_training, load_sam
+    from sam_mito.modeling import freeze_for_decoder_training
     from sam_mito.synthetic import SyntheticEM
 
     work = Path(workdir)
-    model_dir = _model_dir(family, work, quick)
-    model, processor = load_sam(str(model_dir))
+    known = {part: known[part] for part in parts if part in (known or {})}
+    todo = [part for part in parts if part not in known]
+    model, processor = _model(family, work, quick, measured=bool(todo))
     trainable, total = freeze_for_decoder_training(model)
     result = {
         "family": family,
@@ -92,12 +118,29 @@ def measure_family(family: str, workdir: str, quick: bool, parts: tuple[str, ...
         "encoder_parameters": sum(p.numel() for p in model.vision_encoder.parameters()),
         "trainable_parameters": trainable,
         "total_parameters": total,
+        **known,
     }
-    if "encoder" in parts:
+    warm = False
+    if "cache" in todo or "training" in todo:  # first: building the cache also warms the encoder up
+        from sam_mito.data import load_patches
+
+        patches = load_patches(_data_dir(work), "train").select(range(CACHED_PATCHES))
+        # Named and keyed as the Trainer below names its cache, so training reuses it.
+        options = {"cache_dir": work / f"cache-{family}", "precision": "fp32"}
+        seconds, cache = timed(lambda: build_cache(model, processor, patches, name="train", **options))
+        warm = True
+        if "cache" in todo:
+            result["cache"] = {
+                "patches": len(cache),
+                "mib_per_patch": cache.bytes_per_item / 2**20,
+                "seconds_per_patch": seconds / len(cache),
+            }
+    if "encoder" in todo:
         image, _ = SyntheticEM((1, 256, 256), seed=0).render(0)
         pixels = pixel_values(processor, [image])
-        repeats = 5 if quick else 2
-        encode(model, pixels, precision="fp32")  # warm-up
+        repeats = 3 if quick else 1  # after a warm-up; one run at full size (seconds each)
+        if not warm:
+            encode(model, pixels, precision="fp32")
         times = [timed(lambda: encode(model, pixels, precision="fp32"))[0] for _ in range(repeats)]
         result["encoder"] = {
             "input": list(pixels.shape),
@@ -105,32 +148,11 @@ def measure_family(family: str, workdir: str, quick: bool, parts: tuple[str, ...
             "median_s": statistics.median(times),
             "repeats": repeats,
         }
-    if "cache" in parts or "training" in parts:
-        from sam_mito.data import load_patches
-
-        split = load_patches(_data_dir(work), "train")
-        patches = split.select(range(4))
-        # Named and keyed as the Trainer below names its cache, so training reuses it.
-        options = {"cache_dir": work / f"cache-{family}", "precision": "fp32"}
-        seconds, cache = timed(lambda: build_cache(model, processor, patches, name="train", **options))
-        result["cache"] = {
-            "patches": len(cache),
-            "mib_per_patch": cache.bytes_per_item / 2**20,
-            "seconds_per_patch": seconds / len(cache),
-        }
-    if "training" in parts:
+    if "training" in todo:
         result["training"] = _training_steps(model, patches, work, family, 5 if quick else 10)
-    if "slice" in parts:
-        from sam_mito.inference import Segmenter
-
-        segmenter = Segmenter(model, processor, mode="tile", tile=256, overlap=32, precision="fp32")
-        image, _ = SyntheticEM((1, *SLICE), seed=2).render(0)
-        seconds, _ = timed(lambda: segmenter.probabilities(image))
-        result["slice"] = {
-            "shape": list(SLICE),
-            "seconds": seconds,
-            "encoder_passes": segmenter.encoder_passes,
-        }
+    if "slice" in todo:
+        one = predict_slice(model, processor)
+        result["slice"] = {key: one[key] for key in ("slice", "seconds", "encoder_passes", "precision")}
     return result
 
 
@@ -151,15 +173,23 @@ def _training_steps(model, split, work: Path, family: str, steps: int) -> dict:
 
 
 def measure(
-    workdir: str, quick: bool, *, families: tuple[str, ...] = FAMILY_ORDER, parts: tuple[str, ...] = PARTS
+    workdir: str,
+    quick: bool,
+    *,
+    families: tuple[str, ...] = FAMILY_ORDER,
+    parts: tuple[str, ...] = PARTS,
+    known: dict | None = None,
 ) -> dict:
-    """Measure every family in ``families`` (each of ``parts``) under ``workdir``."""
+    """Measure every family in ``families`` (each of ``parts``) under ``workdir``.
+
+    ``known`` maps a family to the parts already measured elsewhere (see :func:`measure_family`).
+    """
     import torch
     import transformers
 
     rows = []
     for family in families:
-        rows.append(measure_family(family, workdir, quick, parts))
+        rows.append(measure_family(family, workdir, quick, parts, (known or {}).get(family)))
         gc.collect()  # the last family's model is freed before the next one loads
     sam = next((row for row in rows if row["family"] == "sam" and "encoder" in row), None)
     for row in rows:
@@ -178,41 +208,60 @@ def measure(
 
 
 def _cell(row: dict, part: str, text) -> str:
-    return text(row[part]) if part in row else "not measured"
+    if part not in row:
+        return "not measured"
+    return text(row[part]) + (" †" if "from" in row[part] else "")
+
+
+def _encoder_cell(encoder: dict) -> str:
+    if encoder["repeats"] == 1:
+        return f"{encoder['median_s']:.2f} (1 run)"
+    return f"{encoder['median_s']:.2f} (min {encoder['min_s']:.2f}, {encoder['repeats']} runs)"
 
 
 def render(result: dict) -> str:
     """The Markdown section: one row per family."""
     lines = [
-        "| family | encoder params | decoder params trained | encoder s/image (median) | encoder speed vs SAM "
-        "| cache MiB/patch | cached training step s (batch 2, median) | 768×1024 slice s (prompt-free) |",
+        "| family | encoder params | decoder params trained | encoder s/image (fp32) | encoder speed vs SAM "
+        "| cache MiB/patch | cached training step s (batch 2, median) | 768×1024 slice s (prompt-free, 1 run) |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    reused = sorted({row[p]["from"] for row in result["families"] for p in PARTS if "from" in row.get(p, {})})
     for row in result["families"]:
         cells = [
             f"{row['title']} ({row['architecture']})",
             f"{row['encoder_parameters'] / 1e6:.1f}M",
             f"{row['trainable_parameters'] / 1e6:.2f}M",
-            _cell(
-                row, "encoder", lambda e: f"{e['median_s']:.2f} (min {e['min_s']:.2f}, {e['repeats']} runs)"
-            ),
+            _cell(row, "encoder", _encoder_cell),
             f"{row['encoder_speedup_vs_sam']:.1f}×" if "encoder_speedup_vs_sam" in row else "—",
             _cell(row, "cache", lambda c: f"{c['mib_per_patch']:.2f}"),
             _cell(row, "training", lambda t: f"{t['median_s']:.3f} ({t['steps']} steps)"),
-            _cell(row, "slice", lambda s: f"{s['seconds']:.1f} ({s['encoder_passes']} encoder passes)"),
+            _cell(
+                row,
+                "slice",
+                lambda s: f"{s['seconds']:.1f} ({s['encoder_passes']} passes, {s.get('precision', 'fp32')})",
+            ),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     size = "quick mode, tiny test configurations" if result["quick"] else "full size, random weights"
+    note = (
+        f"\n† Measured once, by the {', '.join(f'`{name}`' for name in reused)} group(s) of `make bench` "
+        "(the same model with the same random weights), not again here.\n"
+        if reused
+        else ""
+    )
     return f"""## SAM families: SAM, SAM-HQ, SAM 2.1
 
 Measured by `benchmarks/families.py` ({size}) on {result["machine"]}, {result["threads"]} torch
 threads, {result["date"]}; torch {result["torch"]}, transformers {result["transformers"]}. Encoder in
-fp32 on one 256×256 patch resized to the model's input; the cache holds what each decoder needs, in
-fp16 (SAM: the image embeddings; SAM-HQ: plus the first global ViT block's output; SAM 2.1: its
-three feature levels).
+fp32 on one 256×256 patch resized to the model's input (after a warm-up; median where several runs); the cache
+holds what each decoder needs, in fp16 (SAM: the image embeddings; SAM-HQ: plus the first global ViT
+block's output; SAM 2.1: its three feature levels). The slice is predicted as `sam-mito predict` does
+by default: 256-px tiles with a 32-px context margin, encoder precision `auto` (its one-time check
+included; the precision it picked is shown).
 
 {chr(10).join(lines)}
-"""
+{note}"""
 
 
 def main(argv: list[str] | None = None) -> None:

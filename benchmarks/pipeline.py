@@ -1,4 +1,4 @@
-"""The pipeline's own benchmark groups: training steps, encoder paths, cache, prepare, prediction, streaming.
+"""The pipeline's own benchmark groups: training steps, encoder paths, cache, prepare, one slice's prediction.
 
 Models are the ViT-B SAM architecture (or the tiny test config in quick mode) with random
 weights: speed does not depend on them.
@@ -10,7 +10,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import model_dir, peak_rss_mib, rss_mib, step_timer, timed
+from common import model_dir, peak_rss_mib, predict_slice, rss_mib, step_timer, timed
 
 
 def bench_prepare(shape: tuple[int, int, int], workdir: str) -> dict:
@@ -47,15 +47,31 @@ def _matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def _count_flops(model, pixels) -> int:
+    """FLOPs of one ``get_image_embeddings`` of ``pixels``, counted on a copy of ``model`` on the meta device.
+
+    Nothing is computed, and attention is counted too (the CPU's fused attention kernel is not, so
+    counting a real run on CPU leaves it out).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        shadow = type(model)(model.config)
+    with FlopCounterMode(display=False) as counter:
+        shadow.get_image_embeddings(torch.empty_like(pixels, device="meta"))
+    return counter.get_total_flops()
+
+
 def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
     """Seconds per 1024² image (or the tiny input) for each encode path, error vs stock fp32, % of peak.
 
-    The ``auto`` row runs the precision ``auto`` resolved to on this machine; the one-time check that
-    resolved it (fp32 and bf16 encodes of the same image) is timed separately.
+    Precision ``auto`` is resolved first and timed (its one-time check encodes the image in fp32
+    and in bf16, which also warms both paths up); the path it picked is marked, not timed again
+    (after the check ``auto`` is that same call).
     """
     import numpy as np
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from sam_mito.embeddings import encode, pixel_values
     from sam_mito.modeling import load_sam
@@ -68,9 +84,7 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
     eager = type(stock).from_pretrained(folder, attn_implementation="eager")
     image, _ = SyntheticEM((1, 256, 256), seed=0).render(0)
     pixels = pixel_values(processor, [image])
-    with FlopCounterMode(display=False) as counter:
-        reference = stock.get_image_embeddings(pixels)
-    flops = counter.get_total_flops()
+    flops = _count_flops(stock, pixels)
     peak = _matmul_gflops()
     check_s, auto = timed(lambda: resolve_precision(stock, pixels, "auto"))
     paths = {
@@ -80,16 +94,15 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
         "fp32, eager attention (the SAM notebooks' setting)": lambda: eager.get_image_embeddings(pixels),
         "sam-mito encode, fp32 (SDPA)": lambda: encode(stock, pixels, precision="fp32"),
         "sam-mito encode, bf16 autocast": lambda: encode(stock, pixels, precision="bf16"),
-        f"sam-mito encode, auto (picked {auto.precision} here)": lambda: encode(
-            stock, pixels, precision=auto.precision
-        ),
     }
-    rows = []
+    picked = {"fp32": "sam-mito encode, fp32 (SDPA)", "bf16": "sam-mito encode, bf16 autocast"}
+    rows, reference = [], None
     for name, run in paths.items():
         times, output = [], None
         for _ in range(repeats):
             seconds, output = timed(run)
             times.append(seconds)
+        reference = output if reference is None else reference  # the stock path's, measured first
         error = float(
             np.linalg.norm((output.float() - reference).numpy()) / np.linalg.norm(reference.numpy())
         )
@@ -110,6 +123,7 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
         "paths": rows,
         "auto": {
             "precision": auto.precision,
+            "path": picked[auto.precision],
             "bf16_relative_error": auto.bf16_relative_error,
             "limit": MAX_BF16_RELATIVE_ERROR,
             "check_s": check_s,
@@ -117,89 +131,28 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
     }
 
 
-def bench_cache(size: str, workdir: str, patches: int, precision: str) -> dict:
-    """Peak RSS and time while building the embedding cache of ``patches`` patches (default batch size).
-
-    Under ``auto`` the time includes the one-time precision check on the first patch.
-    """
-    from sam_mito.config import SamMitoConfig
-    from sam_mito.data import load_patches, prepare_dataset
-    from sam_mito.embeddings import build_cache
-    from sam_mito.modeling import load_sam
-
-    model, processor = load_sam(str(model_dir(size, workdir)))
-    data_dir = Path(workdir) / "cache-data"
-    if not data_dir.exists():  # the auto and fp32 runs encode the same patches
-        prepare_dataset(data_dir, synthetic_shape=(8, 512, 512), seed=1)
-    split = load_patches(data_dir, "train").select(range(patches))
-    batch_size = SamMitoConfig.__dataclass_fields__["encode_batch_size"].default
-    before = rss_mib()
-    options = {"cache_dir": f"{workdir}/cache-{precision}", "precision": precision, "batch_size": batch_size}
-    seconds, cache = timed(lambda: build_cache(model, processor, split, name="bench", **options))
-    return {
-        "architecture": size,
-        "requested": precision,
-        "precision": cache.metadata["precision"],
-        "bf16_relative_error": cache.metadata["bf16_relative_error"],
-        "patches": len(cache),
-        "batch_size": batch_size,
-        "seconds_per_patch": seconds / len(cache),
-        "rss_before_mib": before,
-        "peak_rss_mib": peak_rss_mib(),
-        "bytes_per_patch": cache.bytes_per_item,
-    }
-
-
 def bench_predict(size: str, workdir: str) -> dict:
-    """Prompt-free (tile) prediction of one 768×1024 slice: seconds, encoder passes, peak RSS."""
-    from sam_mito.inference import Segmenter, tile_origins
+    """Prompt-free prediction of one 768×1024 slice at the defaults: seconds, encoder passes, peak RSS."""
     from sam_mito.modeling import load_sam
-    from sam_mito.synthetic import SyntheticEM
 
-    segmenter = Segmenter(*load_sam(str(model_dir(size, workdir))), mode="tile", tile=256)  # the defaults
-    image, _ = SyntheticEM((1, 768, 1024), seed=2).render(0)
-    seconds, _ = timed(lambda: segmenter.probabilities(image))
-    return {
-        "architecture": size,
-        "slice": list(image.shape),
-        "tile": segmenter.tile,
-        "overlap": segmenter.overlap,
-        "halo": segmenter.halo,
-        "tiles": len(tile_origins(768, 256, segmenter.overlap))
-        * len(tile_origins(1024, 256, segmenter.overlap)),
-        "seconds": seconds,
-        "encoder_passes": segmenter.encoder_passes,
-        "precision": segmenter.resolution.precision,
-        "peak_rss_mib": peak_rss_mib(),
-    }
+    return {"architecture": size, **predict_slice(*load_sam(str(model_dir(size, workdir))))}
 
 
-def bench_stream(workdir: str, depth: int, height: int, width: int) -> dict:
-    """Peak RSS of `predict_stack` streaming a ``depth``-slice TIFF with the tiny model (cheap encoder)."""
-    import tifffile
+def bench_training(size: str, workdir: str, cached_steps: int, seed_steps: int, patches: int = 4) -> dict:
+    """Building the embedding cache, then seconds per Trainer step, batch 2: cached, then seed style.
 
-    from sam_mito.inference import Segmenter, predict_stack
-    from sam_mito.modeling import load_sam
-    from sam_mito.synthetic import SyntheticEM
+    In a fresh process whose model folder already exists (so its peak RSS is the cache build's):
+    the cache of ``patches`` patches is built under precision ``auto`` (the default; its one-time
+    check included) and timed, with RSS before (model loaded) and peak RSS just after. The cached
+    run then trains on it (its first step dropped), and the seed-style run (the encoder every step)
+    on the same patches: the cache build ran the encoder, so every seed-style step is counted.
 
-    stack = Path(workdir) / f"stack-{depth}.tif"
-    scene = SyntheticEM((depth, height, width), seed=3)
-    with tifffile.TiffWriter(stack) as writer:
-        for z in range(depth):
-            writer.write(scene.render(z)[0], contiguous=True)
-    segmenter = Segmenter(*load_sam(str(model_dir("tiny", workdir))), tile=256, overlap=32)
-    before = rss_mib()
-    seconds, shape = timed(lambda: predict_stack(segmenter, stack, Path(workdir) / f"pred-{depth}.tif"))
-    return {
-        "shape": list(shape),
-        "seconds": seconds,
-        "rss_before_mib": before,
-        "peak_rss_mib": peak_rss_mib(),
-    }
-
-
-def bench_training(size: str, workdir: str, steps: int) -> dict:
-    """Seconds per Trainer step, encoder every step (seed style) vs cached embeddings, batch 2."""
+    Returns
+    -------
+    dict
+        ``cached`` and ``seed_style`` step seconds (``min_s``, ``median_s``, ``steps``),
+        ``speedup_median``, ``peak_rss_mib``, and ``cache``: the build's figures.
+    """
     from sam_mito.config import SamMitoConfig
     from sam_mito.data import load_patches, prepare_dataset
     from sam_mito.modeling import freeze_for_decoder_training, load_sam
@@ -209,9 +162,11 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
     folder = model_dir(size, workdir)
     data_dir = Path(workdir) / "data"
     prepare_dataset(data_dir, synthetic_shape=(5, 256, 512), seed=0)
+    split = load_patches(data_dir, "train")
+    split = split.select(range(min(patches, len(split))))
 
     result = {"architecture": size}
-    for cached, n_steps in ((False, max(2, steps // 4)), (True, steps)):
+    for cached, n_steps in ((True, cached_steps), (False, seed_steps)):
         model, processor = load_sam(str(folder))
         freeze_for_decoder_training(model)
         args = SamMitoConfig(
@@ -219,19 +174,28 @@ def bench_training(size: str, workdir: str, steps: int) -> dict:
             report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
             embedding_cache=cached, embedding_cache_dir=f"{workdir}/cache",
         )  # fmt: skip
-        split = load_patches(data_dir, "train")
-        start = time.perf_counter()
+        before, start = rss_mib(), time.perf_counter()
         dataset = prompt_dataset(model, processor, split, args, name="train")
-        build = time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if cached:
+            cache = dataset.embeddings
+            result["cache"] = {
+                "architecture": size,
+                "requested": args.encode_precision,
+                "precision": cache.metadata["precision"],
+                "bf16_relative_error": cache.metadata["bf16_relative_error"],
+                "patches": len(cache),
+                "batch_size": args.encode_batch_size,
+                "seconds_per_patch": seconds / len(cache),
+                "rss_before_mib": before,
+                "peak_rss_mib": peak_rss_mib(),
+                "bytes_per_patch": cache.bytes_per_item,
+            }
         timer = step_timer()
         SamMitoTrainer(model=model, args=args, train_dataset=dataset, callbacks=[timer]).train()
-        steady = timer.times[1:] or timer.times
+        steady = (timer.times[1:] or timer.times) if cached else timer.times
         key = "cached" if cached else "seed_style"
         result[key] = {"min_s": min(steady), "median_s": statistics.median(steady), "steps": len(steady)}
-        if cached:
-            result["cache_build_seconds"] = build
-            result["cache_patches"] = len(dataset)
-            result["cache_bytes_per_patch"] = dataset.embeddings.bytes_per_item
     result["speedup_median"] = result["seed_style"]["median_s"] / result["cached"]["median_s"]
     result["peak_rss_mib"] = peak_rss_mib()
     return result
@@ -245,53 +209,64 @@ def _picked(choice: dict) -> str:
 
 
 def render_training(results: dict) -> str:
-    """Markdown: seed-style vs cached Trainer steps."""
+    """Markdown: seed-style vs cached Trainer steps, then the cache build."""
     train = results["training"]
+    seed, cached = train["seed_style"], train["cached"]
     return f"""## Training step, batch 2, through the Trainer
 
 | path | min s/step | median s/step | steps |
 |---|---|---|---|
-| seed style (encoder every step) | {train["seed_style"]["min_s"]:.3f} | {train["seed_style"]["median_s"]:.3f} | {train["seed_style"]["steps"]} |
-| cached embeddings | {train["cached"]["min_s"]:.4f} | {train["cached"]["median_s"]:.4f} | {train["cached"]["steps"]} |
+| seed style (encoder every step) | {seed["min_s"]:.3f} | {seed["median_s"]:.3f} | {seed["steps"]} |
+| cached embeddings | {cached["min_s"]:.4f} | {cached["median_s"]:.4f} | {cached["steps"]} |
 
-Speed-up: {train["speedup_median"]:.0f}× median over median, {train["seed_style"]["min_s"] / train["cached"]["min_s"]:.0f}× min over min
-(target ≥ 80×; seed-style steps vary by tens of percent between runs on this shared machine).
+Speed-up: {train["speedup_median"]:.0f}× median over median, {seed["min_s"] / cached["min_s"]:.0f}× min over min
+(target ≥ 80×). Both train on the same patches. The cached run goes first (its first step dropped);
+its cache build warms the encoder up, so every seed-style step is counted.
 Peak RSS {train["peak_rss_mib"]:.0f} MiB.
-"""
+
+{render_cache(results) if "cache" in train else ""}"""
 
 
 def render_encoder(results: dict) -> str:
     """Markdown: encode paths vs stock fp32, and what precision ``auto`` picked."""
     enc = results["encoder"]
+    picked = enc["auto"].get("path")
+    several = enc["repeats"] > 1
     rows = "\n".join(
-        f"| {r['path']} | {r['min_s']:.2f} | {r['median_s']:.2f} | {r['speedup_vs_stock']:.2f}× | "
-        f"{r['relative_error']:.2e} | {r['percent_of_matmul_peak']:.0f}% |"
+        f"| {r['path']}{' (**`auto` picked this**)' if r['path'] == picked else ''} | "
+        + (f"{r['min_s']:.2f} | {r['median_s']:.2f}" if several else f"{r['median_s']:.2f}")
+        + f" | {r['speedup_vs_stock']:.2f}× | {r['relative_error']:.2e} | {r['percent_of_matmul_peak']:.0f}% |"
         for r in enc["paths"]
     )
+    head = "| path | min s | median s |" if several else "| path | s |"
+    rule = "|---|---|---|" if several else "|---|---|"
     return f"""## Encoder, one image of input {"×".join(map(str, enc["input"][-2:]))}
 
-{enc["gflop_per_image"]:.3g} GFLOP per image (counted with `torch.utils.flop_counter`); this
-machine's best fp32 dense matmul: {enc["matmul_peak_gflops"]:.0f} GFLOP/s. {enc["repeats"]} repeats per path; error is
-the relative L2 difference from the stock fp32 embeddings.
+{enc["gflop_per_image"]:.3g} GFLOP per image (counted with `torch.utils.flop_counter` on the meta device,
+attention included); this machine's best fp32 dense matmul: {enc["matmul_peak_gflops"]:.0f} GFLOP/s.
+{enc["repeats"]} run{"s" if several else ""} per path, after the `auto` check below has run the fp32 and bf16 paths once (a warm-up);
+error is the relative L2 difference from the stock fp32 embeddings.
 
-| path | min s | median s | speed vs stock | relative error | % of matmul peak |
-|---|---|---|---|---|---|
+{head} speed vs stock | relative error | % of matmul peak |
+{rule}---|---|---|
 {rows}
 
-Encoder precision `auto` (the default) picked {_picked(enc["auto"])} on this machine; its one-time
-check (one fp32 and one bf16 encode; bf16 is kept if within {enc["auto"]["limit"]:.0%} of fp32) took {enc["auto"]["check_s"]:.2f} s.
+Encoder precision `auto` (the default) picked {_picked(enc["auto"])} on this machine: after its
+one-time check it runs the marked row's call. The check (one fp32 and one bf16 encode; bf16 is kept if within
+{enc["auto"]["limit"]:.0%} of fp32) took {enc["auto"]["check_s"]:.2f} s.
 """
 
 
 def render_cache(results: dict) -> str:
-    """Markdown: cache size per patch, build time and RSS under auto and fp32."""
-    cache, cache_fp32 = results["cache"], results["cache_fp32"]
+    """Markdown: cache size per patch, build time and RSS under ``auto`` (built by the training group)."""
+    cache = results["training"]["cache"]
     return f"""## Embedding cache
 
 {cache["bytes_per_patch"] / 2**20:.2f} MiB per patch on disk (fp16; target ≤ 2 MiB). Building the
-cache of {cache["patches"]} patches (encode batch size {cache["batch_size"]}) under `auto`, which picked {_picked(cache)}:
-{cache["seconds_per_patch"]:.2f} s per patch, one-time check included; RSS {cache["rss_before_mib"]:.0f} MiB before (model loaded),
-peak {cache["peak_rss_mib"]:.0f} MiB. The same build in fp32: {cache_fp32["seconds_per_patch"]:.2f} s per patch, peak RSS {cache_fp32["peak_rss_mib"]:.0f} MiB.
+cache of {cache["patches"]} patches (encode batch size {cache["batch_size"]}; the cached training run's, in a fresh process) under
+`auto`, which picked {_picked(cache)}: {cache["seconds_per_patch"]:.2f} s per patch, one-time check included;
+RSS {cache["rss_before_mib"]:.0f} MiB before (model loaded), peak {cache["peak_rss_mib"]:.0f} MiB. In fp32 a patch costs one fp32 encode
+(the encoder table's `sam-mito encode, fp32` row) and its write.
 """
 
 
@@ -310,23 +285,8 @@ def render_predict(results: dict) -> str:
     pred = results["predict"]
     return f"""## Prompt-free prediction of one {"×".join(map(str, pred["slice"]))} slice
 
-Whole-tile box prompts on {pred["tiles"]} tiles of {pred["tile"]} px, each encoded with a {pred["halo"]}-px context margin (target ≤ 12 passes): {pred["seconds"]:.1f} s,
-{pred["encoder_passes"]} encoder passes (encoder precision auto → {pred["precision"]}), peak RSS {pred["peak_rss_mib"]:.0f} MiB (target ≤ 4 GiB).
-"""
-
-
-def render_stream(results: dict) -> str:
-    """Markdown: RSS while streaming stacks of two depths."""
-    rows = "\n".join(
-        f"| {'×'.join(map(str, r['shape']))} | {r['seconds']:.0f} | {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |"
-        for r in results["stream"]
-    )
-    return f"""## Streaming a stack through `predict_stack`
-
-The tiny model (its encoder is cheap, so the whole stack runs in minutes): if slices stream, peak
-RSS does not grow with the number of slices.
-
-| stack | seconds | RSS before (model loaded), MiB | peak RSS, MiB |
-|---|---|---|---|
-{rows}
+The {pred["architecture"]} model (random weights), `sam-mito predict`'s defaults: whole-tile box prompts on {pred["tiles"]} tiles of {pred["tile"]} px,
+each encoded with a {pred["halo"]}-px context margin (target ≤ 12 passes): {pred["seconds"]:.1f} s, one run,
+{pred["encoder_passes"]} encoder passes (encoder precision auto → {pred["precision"]}, its one-time check included),
+peak RSS {pred["peak_rss_mib"]:.0f} MiB (target ≤ 4 GiB). The SAM row of the families table reuses this measurement.
 """

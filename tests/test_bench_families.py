@@ -26,6 +26,30 @@ def test_quick_family_bench_measures_every_family(tmp_path):
     for family, row in rows.items():
         assert row["cache"]["mib_per_patch"] * 2**20 == expected_bytes[family]
         assert row["encoder"]["median_s"] > 0 and row["training"]["median_s"] > 0
-        assert row["slice"]["encoder_passes"] == 20 and row["slice"]["seconds"] > 0
+        # predicted as `sam-mito predict` does by default: 12 passes a 768x1024 slice, precision auto
+        assert row["slice"]["encoder_passes"] == 12 and row["slice"]["seconds"] > 0
+        assert row["slice"]["precision"] in ("fp32", "bf16")
+        assert all("from" not in row[part] for part in ("encoder", "cache", "training", "slice"))
     assert rows["sam"]["encoder_speedup_vs_sam"] == 1
     assert f"| {rows['sam2']['title']} (tiny test config) |" in result.stdout
+    assert "†" not in result.stdout  # run alone, it measures every part itself
+
+
+def test_parts_measured_elsewhere_are_copied_not_measured(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import families
+
+    known = {
+        "encoder": {"input": [1, 3, 64, 64], "min_s": 1.5, "median_s": 2.5, "repeats": 2, "from": "encoder"},
+        "cache": {"patches": 4, "mib_per_patch": 0.25, "seconds_per_patch": 0.5, "from": "training"},
+        "training": {"min_s": 0.1, "median_s": 0.2, "steps": 3, "from": "training"},
+        "slice": {"slice": [768, 1024], "seconds": 9.0, "encoder_passes": 12, "precision": "fp32", "from": "predict"},
+    }  # fmt: skip
+    result = families.measure(str(tmp_path), quick=True, families=("sam",), known={"sam": known})
+    (row,) = result["families"]
+    assert {part: row[part] for part in known} == known
+    assert row["trainable_parameters"] > 0 and row["encoder_parameters"] > 0  # counted without weights
+    assert list(tmp_path.iterdir()) == []  # no model saved, no data prepared, nothing encoded
+    report = families.render(result)
+    assert "2.50 (min 1.50, 2 runs) †" in report and "9.0 (12 passes, fp32) †" in report
+    assert "by the `encoder`, `predict`, `training` group(s)" in report
