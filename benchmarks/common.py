@@ -10,17 +10,30 @@ import time
 from pathlib import Path
 
 
+def _status_mib(field: str) -> float | None:
+    """A memory field of ``/proc/self/status`` (Linux), MiB; None where there is none."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 def peak_rss_mib() -> float:
-    """This process's peak resident memory so far, MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far, MiB.
+
+    Linux's ``VmHWM``, not ``getrusage``'s ``ru_maxrss``: Linux carries ``ru_maxrss`` over fork and
+    exec, so a fresh process started by a big one would report its parent's peak.
+    """
+    peak = _status_mib("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if peak is None else peak
 
 
 def rss_mib() -> float:
     """This process's resident memory now, MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    now = _status_mib("VmRSS")
+    return float("nan") if now is None else now
 
 
 def free_port() -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,11 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import free_port, timed  # noqa: E402
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from common import free_port, peak_rss_mib, timed  # noqa: E402
 
 
 def _isolated(function, *args) -> dict:
@@ -83,7 +78,7 @@ def bench_score(truth: str, prediction: str, labels: str | None = None) -> dict:
     scores = score_volumes(prediction, truth, labels=labels)
     return {
         "seconds": time.perf_counter() - start,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "foreground_iou": scores["foreground_iou"],
         "instance_f1": scores["instance_f1"],
     }
@@ -97,15 +92,17 @@ def bench_labels(prediction: str, labels: str) -> dict:
     summary = label_mask(open_volume(prediction), labels)
     return {
         "seconds": time.perf_counter() - start,
-        "peak_rss_mib": _peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib(),
         "instances": summary["instances"],
     }
 
 
-_RSS_SCRIPT = """import resource, sys
+_RSS_SCRIPT = f"""import sys
+sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+from common import peak_rss_mib
 from sam_mito.cli import main
 status = main(sys.argv[1:])
-print("PEAK_RSS_MIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, flush=True)
+print("PEAK_RSS_MIB", peak_rss_mib(), flush=True)
 sys.exit(status)
 """
 

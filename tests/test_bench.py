@@ -104,3 +104,19 @@ def test_iou_head_bench_quick_scores_the_base_and_each_recipe(tmp_path):
         assert -1 <= scores["pearson_single"] <= 1
     report = bench.render(result)
     assert "Pearson r" in report and f"{result['base']['dice_single']:.3f}" in report
+
+
+def test_a_fresh_process_reports_its_own_peak_rss_not_its_parents():
+    # Linux carries getrusage's ru_maxrss over fork + exec: a small process started by a 600 MiB one
+    # would report 600 MiB. The benchmarks' peak RSS must be the new process's own.
+    child = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
+        "from common import peak_rss_mib; print(peak_rss_mib())"
+    )
+    parent = (
+        "import subprocess, sys; held = bytearray(600 * 2**20); held[::4096] = b'x' * len(held[::4096]); "
+        f"print(subprocess.run([sys.executable, '-c', {child!r}], capture_output=True, text=True).stdout)"
+    )
+    result = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 0 < float(result.stdout) < 300
