@@ -28,7 +28,7 @@ demo:
 	HF_HUB_OFFLINE=1 $(BIN)/sam-mito demo --out $(DEMO_OUT) --overwrite $(if $(DATA),--data $(DATA),)
 
 bench:
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_benchmarks.py --out BENCHMARKS.md --json bench.json $(if $(ONLY),--only $(ONLY),)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_benchmarks.py --out BENCHMARKS.md --json bench.json $(foreach group,$(ONLY),--only $(group))
 
 clean:
 	rm -rf $(DEMO_OUT) build dist *.egg-info .pytest_cache

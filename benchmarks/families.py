@@ -19,6 +19,7 @@ measured twice.
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import statistics
@@ -172,6 +173,29 @@ def _training_steps(model, split, work: Path, family: str, steps: int) -> dict:
     return {"min_s": min(steady), "median_s": statistics.median(steady), "steps": len(steady)}
 
 
+def _add_speedups(rows: list[dict]) -> None:
+    """Set each row's ``encoder_speedup_vs_sam`` from the SAM row's encoder seconds."""
+    sam = next((row for row in rows if row["family"] == "sam" and "encoder" in row), None)
+    for row in rows:
+        if sam is not None and "encoder" in row:
+            row["encoder_speedup_vs_sam"] = sam["encoder"]["median_s"] / row["encoder"]["median_s"]
+
+
+def with_known(result: dict, known: dict) -> dict:
+    """``result`` with every part that was copied from elsewhere (it has ``from``) replaced by ``known``'s.
+
+    A copied part is only as fresh as the group that measured it: after that group is measured
+    again, the families table shows its new figures, not the copy.
+    """
+    result = copy.deepcopy(result)
+    for row in result["families"]:
+        for part, figures in known.get(row["family"], {}).items():
+            if "from" in row.get(part, {}):
+                row[part] = figures
+    _add_speedups(result["families"])
+    return result
+
+
 def measure(
     workdir: str,
     quick: bool,
@@ -191,10 +215,7 @@ def measure(
     for family in families:
         rows.append(measure_family(family, workdir, quick, parts, (known or {}).get(family)))
         gc.collect()  # the last family's model is freed before the next one loads
-    sam = next((row for row in rows if row["family"] == "sam" and "encoder" in row), None)
-    for row in rows:
-        if sam is not None and "encoder" in row:
-            row["encoder_speedup_vs_sam"] = sam["encoder"]["median_s"] / row["encoder"]["median_s"]
+    _add_speedups(rows)
     return {
         "quick": quick,
         "machine": machine(),

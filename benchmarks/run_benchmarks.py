@@ -93,7 +93,9 @@ def _families_group(quick: bool) -> tuple:
                 _subfolder(work, "families"), quick, known={"sam": sam_from_pipeline(results)}
             )
         },
-        lambda results: families.render(results["families"]),
+        lambda results: families.render(
+            families.with_known(results["families"], {"sam": sam_from_pipeline(results)})
+        ),
     )
 
 

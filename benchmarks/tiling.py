@@ -151,13 +151,18 @@ def render(result: dict) -> str:
             f"| {row['scheme']} | {row['passes_per_slice']:.0f} | {row['seconds_per_slice']:.2f} | "
             f"{row['foreground_iou']:.4f} | {row['foreground_dice']:.4f} |"
         )
-    lines += [
-        "",
-        "The default blends its tiles across their context margins: keeping only the cores leaves straight",
-        "cuts at tile borders in the demo's figure. The margin's width is a one-model, three-slice",
-        "comparison here (64 px against 32 px has scored both higher and level between runs), so the",
-        "default stays at 32 px until a real SAM is measured.",
-    ]
+    iou = {row["scheme"]: row["foreground_iou"] for row in result["rows"]}
+    wide, default = (
+        iou.get("context margin 64 px, margins blended"),
+        iou.get("context margin 32 px, margins blended (default)"),
+    )
+    if wide is not None and default is not None:
+        lines += [
+            "",
+            f"64-px margins against the default 32 px, both blended: {wide - default:+.4f} foreground IoU "
+            "in this run (one tiny model, three slices). The default blends across the margins because "
+            "keeping only the cores leaves straight cuts at tile borders.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -210,7 +210,7 @@ def render(result: dict) -> str:
         f"`sam-mito predict` of a synthetic {'×'.join(map(str, result.get('stack_shape', [])))} stack into zarr "
         "with the packaged tiny model (its encoder is cheap, so the whole stack runs in minutes), each run "
         "in fresh processes, 1 process or 2 (`accelerate launch`, gloo; the same defaults: z-window, hole "
-        "filling, 3D size filter). If slices stream, peak RSS does not grow with the number of slices. "
+        "filling, 3D size filter). If slices stream, peak RSS barely grows from 16 to 165 slices. "
         "ViT-B's encoder passes and seconds per slice: the prompt-free prediction section above.",
         "",
         "| slices | processes | wall s | ratio to 1 process | peak RSS per process (MiB) |",

@@ -1,7 +1,7 @@
 """Encoder precision: ``auto`` runs bf16 autocast where the hardware has bf16, checked, else fp32.
 
-bf16 autocast runs the ViT-B encoder 1.7x faster than fp32 on a CPU with AVX-512 BF16 and 5x
-slower on an AVX2-only one (issue 16, BENCHMARKS.md), so ``auto`` asks torch what the device
+bf16 autocast ran the ViT-B encoder 2.0x faster than fp32 on a CPU with AVX-512 BF16 and 5x
+slower on an AVX2-only one (issue 16; BENCHMARKS.md of 2026-11-25 and 2026-11-24), so ``auto`` asks torch what the device
 offers and, where bf16 is native, encodes the first batch in both precisions and keeps bf16 only if
 its embeddings stay within :data:`MAX_BF16_RELATIVE_ERROR` of the fp32 ones.
 """

@@ -53,3 +53,24 @@ def test_parts_measured_elsewhere_are_copied_not_measured(tmp_path):
     report = families.render(result)
     assert "2.50 (min 1.50, 2 runs) †" in report and "9.0 (12 passes, fp32) †" in report
     assert "by the `encoder`, `predict`, `training` group(s)" in report
+
+
+def test_a_copied_part_follows_the_group_that_measured_it():
+    # After `make bench --only encoder`, the families table's SAM row must show the new encoder
+    # figures (and the other families' speed-ups against them), not the copy made earlier.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import families
+
+    result = {
+        "families": [
+            {"family": "sam", "encoder": {"median_s": 8.0, "from": "encoder"}, "encoder_speedup_vs_sam": 1.0},
+            {"family": "sam2", "encoder": {"median_s": 2.0}, "encoder_speedup_vs_sam": 4.0},
+        ]
+    }
+    fresh = families.with_known(result, {"sam": {"encoder": {"median_s": 10.0, "from": "encoder"}}})
+    rows = {row["family"]: row for row in fresh["families"]}
+    assert rows["sam"]["encoder"]["median_s"] == 10.0
+    assert rows["sam2"]["encoder_speedup_vs_sam"] == 5.0
+    assert result["families"][0]["encoder"]["median_s"] == 8.0  # the stored result is left as it was
+    measured_here = families.with_known(result, {"sam2": {"encoder": {"median_s": 1.0, "from": "encoder"}}})
+    assert measured_here["families"][1]["encoder"]["median_s"] == 2.0  # not a copy: never replaced

@@ -103,3 +103,10 @@ def test_one_mask_without_iou_term_is_dicece():
 def test_iou_scores_shape_mismatch_is_named():
     with pytest.raises(ValueError, match=r"iou_scores shape \(2, 1\) != \(2, 3\)"):
         MaskDecoderLoss()(torch.zeros(2, 3, 4, 4), torch.zeros(2, 1), torch.zeros(2, 4, 4))
+
+
+def test_the_loss_and_the_training_config_default_to_the_same_iou_weight():
+    from sam_mito.config import SamMitoConfig
+
+    config_default = SamMitoConfig.__dataclass_fields__["iou_weight"].default
+    assert MaskDecoderLoss().iou_weight == config_default == 30.0
