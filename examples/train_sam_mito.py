@@ -63,6 +63,10 @@ def main() -> None:
         trainer.push_to_hub()
     logger.info("model written to %s", config.output_dir)
 
+    # 8. Let every process finish before the process group is destroyed (several processes).
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+
 
 if __name__ == "__main__":
     try:

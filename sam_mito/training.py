@@ -366,4 +366,7 @@ def train(config: SamMitoConfig) -> dict[str, float]:
     trainer.create_model_card()
     if config.push_to_hub:
         trainer.push_to_hub()
+    # every process finishes before the process group goes: a rank leaving gloo early can abort another
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return metrics
