@@ -127,6 +127,32 @@ def isolated(function, *args) -> dict:
         return pool.apply(function, args)
 
 
+def train_tiny_base(output_dir: Path, dataset: Path, cache_dir: Path, **settings) -> None:
+    """Fine-tune the packaged tiny base on CPU, quietly: no checkpoints, no evaluation during training.
+
+    ``settings`` are further :class:`sam_mito.config.SamMitoConfig` fields (steps, batch size,
+    learning rate, ...); the seed is 0 unless given.
+    """
+    from sam_mito.config import SamMitoConfig
+    from sam_mito.modeling import TINY_BASE
+    from sam_mito.training import train
+
+    train(
+        SamMitoConfig(
+            output_dir=str(output_dir),
+            model_name_or_path=TINY_BASE,
+            dataset=str(dataset),
+            embedding_cache_dir=str(cache_dir),
+            eval_strategy="no",
+            save_strategy="no",
+            use_cpu=True,
+            report_to="none",
+            disable_tqdm=True,
+            **{"seed": 0, **settings},
+        )
+    )
+
+
 def step_timer():
     """A Trainer callback that records each training step's seconds in its ``times`` list."""
     from transformers import TrainerCallback

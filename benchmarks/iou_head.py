@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
+
+from common import timed, train_tiny_base
 
 ROOT = Path(__file__).resolve().parents[1]
 EPFL_SAMPLE = Path(os.environ.get("SAM_MITO_EPFL_SAMPLE", ROOT.parent / "shared" / "epfl_sample"))
@@ -119,10 +121,8 @@ def measure(workdir: str, quick: bool) -> dict:
     dict
         Data description, settings, and per recipe the held-out scores and training seconds.
     """
-    from sam_mito.config import SamMitoConfig
     from sam_mito.data import PatchConfig, load_patches, prepare_dataset
     from sam_mito.modeling import TINY_BASE
-    from sam_mito.training import train
 
     work = Path(workdir)
     data_dir = work / "patches"
@@ -162,25 +162,8 @@ def measure(workdir: str, quick: bool) -> dict:
     }
     for index, (name, recipe) in enumerate(RECIPES.items()):
         out = work / f"model-{index}"
-        config = SamMitoConfig(
-            output_dir=str(out),
-            model_name_or_path=TINY_BASE,
-            dataset=str(data_dir),
-            embedding_cache_dir=str(work / "cache"),
-            eval_split=None,
-            save_strategy="no",
-            eval_strategy="no",
-            logging_steps=50,
-            use_cpu=True,
-            report_to="none",
-            disable_tqdm=True,
-            seed=0,
-            **settings,
-            **recipe,
-        )
-        start = time.perf_counter()
-        train(config)
-        seconds = time.perf_counter() - start
+        options = {"eval_split": None, "logging_steps": 50, **settings, **recipe}
+        seconds, _ = timed(partial(train_tiny_base, out, data_dir, work / "cache", **options))
         scores = score_held_out(str(out), data_dir, held_out, str(work / "cache"))
         result["recipes"][name] = {**recipe, "train_seconds": seconds, **scores}
     base = score_held_out(TINY_BASE, data_dir, held_out, str(work / "cache"))

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import train_tiny_base
 
 DATA = Path(os.environ.get("SAM_MITO_EPFL", Path(__file__).resolve().parents[2] / "shared" / "epfl_sample"))
 #: ``(name, overlap, halo, cores only)`` of each scheme, at the default tile.
@@ -52,12 +53,10 @@ def measure(workdir: str, quick: bool) -> dict:
     """Fine-tune on the first slices, then score every scheme on the held-out ones."""
     import tifffile
 
-    from sam_mito.config import SamMitoConfig
     from sam_mito.data import PatchConfig, prepare_dataset
     from sam_mito.inference import Segmenter
     from sam_mito.metrics import overlap_counts, scores_from_counts
-    from sam_mito.modeling import TINY_BASE, load_sam
-    from sam_mito.training import train
+    from sam_mito.modeling import load_sam
 
     work = Path(workdir)
     images, masks, source = _volumes(quick)
@@ -76,23 +75,15 @@ def measure(workdir: str, quick: bool) -> dict:
         overwrite=True,
     )
     steps = 5 if quick else 300
-    config = SamMitoConfig(
-        output_dir=str(work / "model"),
-        model_name_or_path=TINY_BASE,
-        dataset=str(work / "patches"),
-        embedding_cache_dir=str(work / "cache"),
+    train_tiny_base(
+        work / "model",
+        work / "patches",
+        work / "cache",
         max_steps=steps,
         per_device_train_batch_size=8,
         learning_rate=1e-4,
         box_jitter=10,
-        eval_strategy="no",
-        save_strategy="no",
-        use_cpu=True,
-        report_to="none",
-        seed=0,
-        disable_tqdm=True,
     )
-    train(config)
     model, processor = load_sam(str(work / "model"))
     held_out = range(n_train, len(images))
     rows = []

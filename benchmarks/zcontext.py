@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import timed
+from common import timed, train_tiny_base
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TRAIN = Path(os.environ.get("SAM_MITO_EPFL", SHARED / "epfl_sample"))
@@ -56,10 +56,7 @@ def _data(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, 
 def _train(work: Path, images, masks, test_images, test_masks, steps: int) -> Path:
     import tifffile
 
-    from sam_mito.config import SamMitoConfig
     from sam_mito.data import PatchConfig, prepare_dataset
-    from sam_mito.modeling import TINY_BASE
-    from sam_mito.training import train
 
     for name, stack in {
         "train": images,
@@ -78,23 +75,15 @@ def _train(work: Path, images, masks, test_images, test_masks, steps: int) -> Pa
         config=PatchConfig(validation_fraction=0.125),
         overwrite=True,
     )
-    config = SamMitoConfig(
-        output_dir=str(work / "model"),
-        model_name_or_path=TINY_BASE,
-        dataset=str(work / "patches"),
-        embedding_cache_dir=str(work / "cache"),
+    train_tiny_base(
+        work / "model",
+        work / "patches",
+        work / "cache",
         max_steps=steps,
         per_device_train_batch_size=8,
         learning_rate=LEARNING_RATE,
         box_jitter=10,
-        eval_strategy="no",
-        save_strategy="no",
-        use_cpu=True,
-        report_to="none",
-        seed=0,
-        disable_tqdm=True,
     )
-    train(config)
     return work / "model"
 
 
