@@ -19,7 +19,6 @@ ViT-B's encoder passes and seconds per 768×1024 slice are the ``predict`` group
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -32,13 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import free_port, peak_rss_mib, timed  # noqa: E402
-
-
-def _isolated(function, *args) -> dict:
-    """Run ``function(*args)`` in a fresh process, so its peak RSS is its own."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
+from common import free_port, isolated, peak_rss_mib, timed  # noqa: E402
 
 
 def _balls(
@@ -175,8 +168,8 @@ def measure(workdir: str, quick: bool) -> dict:
         "volume_gib": float(np.prod(big)) / 2**30,
         "write_seconds": seconds,
         # labelled first, then scored with those labels, as the README's EPFL recipe runs them
-        "labels": _isolated(bench_labels, prediction, f"{workdir}/labels.zarr"),
-        "score": _isolated(bench_score, truth, prediction, f"{workdir}/labels.zarr"),
+        "labels": isolated(bench_labels, prediction, f"{workdir}/labels.zarr"),
+        "score": isolated(bench_score, truth, prediction, f"{workdir}/labels.zarr"),
     }
     runs = QUICK_RUNS if quick else RUNS
     shape = (max(depth for depth, _ in runs), *(QUICK_STACK_SLICE if quick else STACK_SLICE))
