@@ -5,7 +5,7 @@ DATA ?=
 DEMO_OUT ?= demo_output
 ONLY ?=
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test test-fast lint format docs demo bench clean
 
 install:
 	$(PY) -m venv $(VENV)
@@ -13,12 +13,22 @@ install:
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e ".[dev]"
 
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
 test:
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q tests
+	$(OFFLINE) $(BIN)/python -m pytest -q tests
+
+# Day-to-day: everything but the slow tier (pip installs, accelerate launches, benchmark runs).
+test-fast:
+	$(OFFLINE) $(BIN)/python -m pytest -q -m "not slow" tests
 
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+docs:
+	$(BIN)/mkdocs build --strict
 
 format:
 	$(BIN)/ruff check --fix .
@@ -31,4 +41,4 @@ bench:
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/run_benchmarks.py --out BENCHMARKS.md --json bench.json $(foreach group,$(ONLY),--only $(group))
 
 clean:
-	rm -rf $(DEMO_OUT) build dist *.egg-info .pytest_cache
+	rm -rf $(DEMO_OUT) site build dist *.egg-info .pytest_cache

@@ -43,7 +43,7 @@ def _drop_pages(path: Path) -> None:
 def _verify_seconds(array_path: Path, repeats: int) -> dict:
     import numpy as np
 
-    from sam_mito.checksums import corrupted_rows
+    from sam_mito.features.checksums import corrupted_rows
 
     record = json.loads(array_path.with_suffix(".json").read_text())["checksums"]
 
@@ -63,9 +63,9 @@ def _decoder_epoch_seconds(model, cache, split, batch_size: int = 2) -> float:
     import numpy as np
     import torch
 
-    from sam_mito.decoding import decode
-    from sam_mito.losses import DiceCELoss
-    from sam_mito.modeling import freeze_for_decoder_training
+    from sam_mito.models.decoding import decode
+    from sam_mito.models.loading import freeze_for_decoder_training
+    from sam_mito.training.losses import DiceCELoss
 
     freeze_for_decoder_training(model)
     model.train()
@@ -90,9 +90,9 @@ def _decoder_epoch_seconds(model, cache, split, batch_size: int = 2) -> float:
 
 
 def _tiny(workdir: Path, quick: bool, repeats: int) -> dict:
-    from sam_mito.data import load_patches, prepare_dataset
-    from sam_mito.embeddings import build_cache
-    from sam_mito.modeling import TINY_BASE, load_sam
+    from sam_mito.data.patches import load_patches, prepare_dataset
+    from sam_mito.features.cache import build_cache
+    from sam_mito.models.loading import TINY_BASE, load_sam
 
     data = workdir / "patches"
     prepare_dataset(data, synthetic_shape=(4, 256, 512) if quick else (24, 512, 512), seed=1)
@@ -114,9 +114,9 @@ def _vit_b(workdir: Path, quick: bool, repeats: int) -> dict:
     import numpy as np
     from transformers import SamConfig, SamModel
 
-    from sam_mito.checksums import checksum_record
-    from sam_mito.data import load_patches
-    from sam_mito.embeddings import EmbeddingCache
+    from sam_mito.data.patches import load_patches
+    from sam_mito.features.cache import EmbeddingCache
+    from sam_mito.features.checksums import checksum_record
 
     split = load_patches(workdir / "patches", "train")
     rows = 8 if quick else 12

@@ -55,7 +55,7 @@ def model_dir(size: str, workdir: str) -> Path:
     import torch
     from transformers import SamConfig, SamModel, SamVisionConfig
 
-    from sam_mito.modeling import processor_for, tiny_sam_config
+    from sam_mito.models.loading import processor_for, tiny_sam_config
 
     torch.manual_seed(0)
     # SAM's own vision initializer (1e-10) makes activations vanish; 0.02 gives realistic magnitudes
@@ -79,8 +79,8 @@ def predict_slice(model, processor, *, seed: int = 2) -> dict:
     ``auto`` (its one-time check on the first tile included in the seconds). Returns the slice shape,
     the tiling, seconds, encoder passes, the precision ``auto`` picked and this process's peak RSS.
     """
-    from sam_mito.inference import Segmenter, tile_origins
-    from sam_mito.synthetic import SyntheticEM
+    from sam_mito.data.synthetic import SyntheticEM
+    from sam_mito.inference.segmenter import Segmenter, tile_origins
 
     segmenter = Segmenter(model, processor)
     image, _ = SyntheticEM((1, 768, 1024), seed=seed).render(0)
@@ -104,7 +104,7 @@ def machine() -> str:
     """CPU model, core count, the widest vector extension torch dispatches to, and native bf16."""
     import torch
 
-    from sam_mito.precision import hardware_bf16
+    from sam_mito.features.precision import hardware_bf16
 
     cpuinfo = Path("/proc/cpuinfo")
     names = (
@@ -130,12 +130,12 @@ def isolated(function, *args) -> dict:
 def train_tiny_base(output_dir: Path, dataset: Path, cache_dir: Path, **settings) -> None:
     """Fine-tune the packaged tiny base on CPU, quietly: no checkpoints, no evaluation during training.
 
-    ``settings`` are further :class:`sam_mito.config.SamMitoConfig` fields (steps, batch size,
+    ``settings`` are further :class:`sam_mito.training.config.SamMitoConfig` fields (steps, batch size,
     learning rate, ...); the seed is 0 unless given.
     """
-    from sam_mito.config import SamMitoConfig
-    from sam_mito.modeling import TINY_BASE
-    from sam_mito.training import train
+    from sam_mito.models.loading import TINY_BASE
+    from sam_mito.training.config import SamMitoConfig
+    from sam_mito.training.trainer import train
 
     train(
         SamMitoConfig(

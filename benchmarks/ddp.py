@@ -68,7 +68,7 @@ def measure(workdir: str, quick: bool) -> dict:
         ``steps`` per run, ``runs`` per setting, ``steps_per_second`` (medians) and ``all`` (every
         run) keyed ``"false"`` / ``"true"``, and ``speedup`` of false over true.
     """
-    from sam_mito.data import prepare_dataset
+    from sam_mito.data.patches import prepare_dataset
 
     workdir = Path(workdir)
     data = workdir / "patches"

@@ -39,8 +39,8 @@ def _config(family: str, quick: bool):
     """The family's default configuration (full) or its tiny test configuration (quick)."""
     from transformers import Sam2Config, SamConfig, SamHQConfig, SamHQVisionConfig, SamVisionConfig
 
-    from sam_mito.families import tiny_sam2_config, tiny_sam_hq_config
-    from sam_mito.modeling import tiny_sam_config
+    from sam_mito.models.families import tiny_sam2_config, tiny_sam_hq_config
+    from sam_mito.models.loading import tiny_sam_config
 
     if quick:
         return {"sam": tiny_sam_config, "sam_hq": tiny_sam_hq_config, "sam2": tiny_sam2_config}[family]()
@@ -61,7 +61,7 @@ def _architecture(family: str, quick: bool) -> str:
 def _model_dir(family: str, workdir: Path, quick: bool) -> Path:
     import torch
 
-    from sam_mito.families import FAMILIES, processor_for
+    from sam_mito.models.families import FAMILIES, processor_for
 
     folder = workdir / f"model-{family}-{'tiny' if quick else 'full'}"
     if not folder.exists():
@@ -73,7 +73,7 @@ def _model_dir(family: str, workdir: Path, quick: bool) -> Path:
 
 
 def _data_dir(workdir: Path) -> Path:
-    from sam_mito.data import prepare_dataset
+    from sam_mito.data.patches import prepare_dataset
 
     folder = workdir / "data"
     if not folder.exists():
@@ -85,8 +85,8 @@ def _model(family: str, work: Path, quick: bool, measured: bool):
     """The family's model and processor; on the meta device (no processor) when nothing is measured."""
     import torch
 
-    from sam_mito.families import FAMILIES
-    from sam_mito.modeling import load_sam
+    from sam_mito.models.families import FAMILIES
+    from sam_mito.models.loading import load_sam
 
     if measured:
         return load_sam(str(_model_dir(family, work, quick)))
@@ -102,10 +102,11 @@ def measure_family(
     ``known`` maps parts already measured elsewhere (each a dict with a ``from`` key naming where)
     to their figures; those are copied, not measured again.
     """
-    from sam_mito.embeddings import build_cache, encode, pixel_values
-    from sam_mito.families import FAMILIES
-    from sam_mito.modeling import freeze_for_decoder_training
-    from sam_mito.synthetic import SyntheticEM
+    from sam_mito.data.synthetic import SyntheticEM
+    from sam_mito.features.cache import build_cache
+    from sam_mito.features.encoding import encode, pixel_values
+    from sam_mito.models.families import FAMILIES
+    from sam_mito.models.loading import freeze_for_decoder_training
 
     work = Path(workdir)
     known = {part: known[part] for part in parts if part in (known or {})}
@@ -123,7 +124,7 @@ def measure_family(
     }
     warm = False
     if "cache" in todo or "training" in todo:  # first: building the cache also warms the encoder up
-        from sam_mito.data import load_patches
+        from sam_mito.data.patches import load_patches
 
         patches = load_patches(_data_dir(work), "train").select(range(CACHED_PATCHES))
         # Named and keyed as the Trainer below names its cache, so training reuses it.
@@ -159,8 +160,8 @@ def measure_family(
 
 def _training_steps(model, split, work: Path, family: str, steps: int) -> dict:
     """Seconds per cached Trainer step, batch 2 (the cache of ``split`` is already built)."""
-    from sam_mito.config import SamMitoConfig
-    from sam_mito.training import SamMitoTrainer
+    from sam_mito.training.config import SamMitoConfig
+    from sam_mito.training.trainer import SamMitoTrainer
 
     args = SamMitoConfig(
         output_dir=str(work / f"out-{family}"), max_steps=steps, per_device_train_batch_size=2, use_cpu=True,

@@ -56,12 +56,12 @@ def score_held_out(
     import datasets
     import torch
 
-    from sam_mito.config import SamMitoConfig
-    from sam_mito.data import load_patches
-    from sam_mito.decoding import decode_all_masks
-    from sam_mito.losses import mask_iou
-    from sam_mito.modeling import load_sam
-    from sam_mito.prompt_data import collate_prompts, prompt_dataset
+    from sam_mito.data.patches import load_patches
+    from sam_mito.models.decoding import decode_all_masks
+    from sam_mito.models.loading import load_sam
+    from sam_mito.training.config import SamMitoConfig
+    from sam_mito.training.losses import mask_iou
+    from sam_mito.training.prompt_dataset import collate_prompts, prompt_dataset
 
     model, processor = load_sam(model_dir)
     model.eval()
@@ -121,8 +121,8 @@ def measure(workdir: str, quick: bool) -> dict:
     dict
         Data description, settings, and per recipe the held-out scores and training seconds.
     """
-    from sam_mito.data import PatchConfig, load_patches, prepare_dataset
-    from sam_mito.modeling import TINY_BASE
+    from sam_mito.data.patches import PatchConfig, load_patches, prepare_dataset
+    from sam_mito.models.loading import TINY_BASE
 
     work = Path(workdir)
     data_dir = work / "patches"

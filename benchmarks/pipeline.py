@@ -17,8 +17,8 @@ def bench_prepare(shape: tuple[int, int, int], workdir: str) -> dict:
     """Seconds and peak RSS of `prepare_dataset` on a synthetic TIFF pair of `shape`."""
     import tifffile
 
-    from sam_mito.data import prepare_dataset
-    from sam_mito.synthetic import SyntheticEM
+    from sam_mito.data.patches import prepare_dataset
+    from sam_mito.data.synthetic import SyntheticEM
 
     scene = SyntheticEM(shape, seed=0)
     images, masks = scene.volume()
@@ -73,10 +73,10 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
     import numpy as np
     import torch
 
-    from sam_mito.embeddings import encode, pixel_values
-    from sam_mito.modeling import load_sam
-    from sam_mito.precision import MAX_BF16_RELATIVE_ERROR, resolve_precision
-    from sam_mito.synthetic import SyntheticEM
+    from sam_mito.data.synthetic import SyntheticEM
+    from sam_mito.features.encoding import encode, pixel_values
+    from sam_mito.features.precision import MAX_BF16_RELATIVE_ERROR, resolve_precision
+    from sam_mito.models.loading import load_sam
 
     torch.set_grad_enabled(False)
     folder = model_dir(size, workdir)
@@ -133,7 +133,7 @@ def bench_encoder(size: str, workdir: str, repeats: int) -> dict:
 
 def bench_predict(size: str, workdir: str) -> dict:
     """Prompt-free prediction of one 768×1024 slice at the defaults: seconds, encoder passes, peak RSS."""
-    from sam_mito.modeling import load_sam
+    from sam_mito.models.loading import load_sam
 
     return {"architecture": size, **predict_slice(*load_sam(str(model_dir(size, workdir))))}
 
@@ -153,11 +153,11 @@ def bench_training(size: str, workdir: str, cached_steps: int, seed_steps: int, 
         ``cached`` and ``seed_style`` step seconds (``min_s``, ``median_s``, ``steps``),
         ``speedup_median``, ``peak_rss_mib``, and ``cache``: the build's figures.
     """
-    from sam_mito.config import SamMitoConfig
-    from sam_mito.data import load_patches, prepare_dataset
-    from sam_mito.modeling import freeze_for_decoder_training, load_sam
-    from sam_mito.prompt_data import prompt_dataset
-    from sam_mito.training import SamMitoTrainer
+    from sam_mito.data.patches import load_patches, prepare_dataset
+    from sam_mito.models.loading import freeze_for_decoder_training, load_sam
+    from sam_mito.training.config import SamMitoConfig
+    from sam_mito.training.prompt_dataset import prompt_dataset
+    from sam_mito.training.trainer import SamMitoTrainer
 
     folder = model_dir(size, workdir)
     data_dir = Path(workdir) / "data"

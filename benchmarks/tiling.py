@@ -39,8 +39,8 @@ TRAIN_SLICES = 5
 
 
 def _volumes(quick: bool) -> tuple[np.ndarray, np.ndarray, str]:
-    from sam_mito.synthetic import SyntheticEM
-    from sam_mito.volumes import load_pair
+    from sam_mito.data.synthetic import SyntheticEM
+    from sam_mito.volumes.reading import load_pair
 
     if quick or not (DATA / "training.tif").exists():
         images, masks = SyntheticEM((4, 256, 512) if quick else (8, 768, 1024), seed=0).volume()
@@ -53,10 +53,10 @@ def measure(workdir: str, quick: bool) -> dict:
     """Fine-tune on the first slices, then score every scheme on the held-out ones."""
     import tifffile
 
-    from sam_mito.data import PatchConfig, prepare_dataset
-    from sam_mito.inference import Segmenter
-    from sam_mito.metrics import overlap_counts, scores_from_counts
-    from sam_mito.modeling import load_sam
+    from sam_mito.data.patches import PatchConfig, prepare_dataset
+    from sam_mito.evaluation.metrics import overlap_counts, scores_from_counts
+    from sam_mito.inference.segmenter import Segmenter
+    from sam_mito.models.loading import load_sam
 
     work = Path(workdir)
     images, masks, source = _volumes(quick)

@@ -51,7 +51,7 @@ def _balls(
 
 def make_volumes(workdir: str, shape: tuple[int, int, int]) -> tuple[str, str]:
     """Write a truth and a prediction (the truth's balls shifted 4 px) as OME-Zarr masks, slice by slice."""
-    from sam_mito.omezarr import create_image
+    from sam_mito.volumes.omezarr import create_image
 
     paths = []
     for name, shift in (("truth", 0), ("prediction", 4)):
@@ -65,7 +65,7 @@ def make_volumes(workdir: str, shape: tuple[int, int, int]) -> tuple[str, str]:
 
 def bench_score(truth: str, prediction: str, labels: str | None = None) -> dict:
     """``score`` of ``prediction`` against ``truth`` (with the prediction's instance ``labels``, if given)."""
-    from sam_mito.scoring import score_volumes
+    from sam_mito.evaluation.scoring import score_volumes
 
     start = time.perf_counter()
     scores = score_volumes(prediction, truth, labels=labels)
@@ -78,8 +78,8 @@ def bench_score(truth: str, prediction: str, labels: str | None = None) -> dict:
 
 
 def bench_labels(prediction: str, labels: str) -> dict:
-    from sam_mito.instances import label_mask
-    from sam_mito.volumes import open_volume
+    from sam_mito.volumes.instances import label_mask
+    from sam_mito.volumes.reading import open_volume
 
     start = time.perf_counter()
     summary = label_mask(open_volume(prediction), labels)
@@ -93,7 +93,7 @@ def bench_labels(prediction: str, labels: str) -> dict:
 _RSS_SCRIPT = f"""import sys
 sys.path.insert(0, {str(ROOT / "benchmarks")!r})
 from common import peak_rss_mib
-from sam_mito.cli import main
+from sam_mito.cli.main import main
 status = main(sys.argv[1:])
 print("PEAK_RSS_MIB", peak_rss_mib(), flush=True)
 sys.exit(status)
@@ -106,7 +106,7 @@ def write_stacks(workdir: str, shape: tuple[int, int, int], depths: list[int]) -
 
     import tifffile
 
-    from sam_mito.synthetic import synthetic_volume
+    from sam_mito.data.synthetic import synthetic_volume
 
     paths = {depth: Path(workdir) / f"stack-{depth}.tif" for depth in depths}
     with contextlib.ExitStack() as files:  # written in slabs: the stack need not fit in memory
@@ -124,7 +124,7 @@ def bench_processes(workdir: str, stack: Path, processes: int) -> dict:
     """Wall time and each process's peak RSS of ``predict`` of a synthetic stack into zarr."""
     import tifffile
 
-    from sam_mito.modeling import TINY_BASE
+    from sam_mito.models.loading import TINY_BASE
 
     with tifffile.TiffFile(stack) as tif:
         slices = len(tif.pages)

@@ -5,9 +5,9 @@ The packaged tiny base's mask decoder is fine-tuned briefly on the 8 EPFL slices
 ``../shared/epfl_sample`` (slices 7..98 of the EPFL training volume), then the 21 contiguous slices
 of ``../shared/epfl_block`` (slices 144..164, never trained on) are segmented prompt-free. Their
 probabilities are predicted once and cached; every post-processing setting is then applied to the
-cached stack with the code ``sam-mito predict`` runs (:func:`sam_mito.zcontext.smooth_slices`,
-:func:`sam_mito.postprocessing.clean_slice`, :func:`sam_mito.postprocessing.drop_small_objects`)
-and scored with :func:`sam_mito.scoring.score_volumes`. Seconds per slice are the prediction's
+cached stack with the code ``sam-mito predict`` runs (:func:`sam_mito.inference.zcontext.smooth_slices`,
+:func:`sam_mito.inference.postprocessing.clean_slice`, :func:`sam_mito.inference.postprocessing.drop_small_objects`)
+and scored with :func:`sam_mito.evaluation.scoring.score_volumes`. Seconds per slice are the prediction's
 (encoder and decoder, the same for every setting in one process) plus that setting's
 post-processing. A second table scores single images (one slice at a time, 2D size filter).
 
@@ -41,8 +41,8 @@ STEPS, LEARNING_RATE = 800, 3e-4
 
 def _data(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """``(train images, train masks, test images, test masks (bool), source)``."""
-    from sam_mito.synthetic import SyntheticEM
-    from sam_mito.volumes import load_pair
+    from sam_mito.data.synthetic import SyntheticEM
+    from sam_mito.volumes.reading import load_pair
 
     if quick or not (TRAIN / "training.tif").exists() or not (BLOCK / "training.tif").exists():
         train_images, train_masks = SyntheticEM((4, 256, 256) if quick else (8, 512, 512), seed=0).volume()
@@ -56,7 +56,7 @@ def _data(quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, 
 def _train(work: Path, images, masks, test_images, test_masks, steps: int) -> Path:
     import tifffile
 
-    from sam_mito.data import PatchConfig, prepare_dataset
+    from sam_mito.data.patches import PatchConfig, prepare_dataset
 
     for name, stack in {
         "train": images,
@@ -90,9 +90,9 @@ def _train(work: Path, images, masks, test_images, test_masks, steps: int) -> Pa
 def _score(work: Path, mask: np.ndarray, truth_path: Path) -> dict:
     import tifffile
 
-    from sam_mito.instances import block_grid, label_blocks
-    from sam_mito.scoring import score_volumes
-    from sam_mito.volumes import Volume
+    from sam_mito.evaluation.scoring import score_volumes
+    from sam_mito.volumes.instances import block_grid, label_blocks
+    from sam_mito.volumes.volume import Volume
 
     path = work / "prediction.tif"
     tifffile.imwrite(path, mask, photometric="minisblack")
@@ -108,8 +108,8 @@ def _score(work: Path, mask: np.ndarray, truth_path: Path) -> dict:
 
 def _finish(smoothed: np.ndarray, post) -> tuple[np.ndarray, float]:
     """The final mask of a smoothed stack under ``post`` (cleaned, size-filtered), and its seconds."""
-    from sam_mito.postprocessing import clean_slice, drop_small_objects
-    from sam_mito.volumes import Volume
+    from sam_mito.inference.postprocessing import clean_slice, drop_small_objects
+    from sam_mito.volumes.volume import Volume
 
     start = time.perf_counter()
     mask = np.stack([clean_slice(p, post) for p in smoothed])
@@ -123,10 +123,10 @@ def measure(workdir: str, quick: bool) -> dict:
     """Fine-tune, predict the held-out stack once, then sweep the post-processing over its probabilities."""
     import tifffile
 
-    from sam_mito.inference import Segmenter
-    from sam_mito.modeling import load_sam
-    from sam_mito.postprocessing import DEFAULT_MIN_SIZE, PostProcessing
-    from sam_mito.zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, smooth_slices
+    from sam_mito.inference.postprocessing import DEFAULT_MIN_SIZE, PostProcessing
+    from sam_mito.inference.segmenter import Segmenter
+    from sam_mito.inference.zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, smooth_slices
+    from sam_mito.models.loading import load_sam
 
     work = Path(workdir)
     train_images, train_masks, images, truth, source = _data(quick)
@@ -191,7 +191,7 @@ def _single_images(work: Path, probabilities: np.ndarray, truth: np.ndarray) -> 
     """Each slice as a single image (no z-window, 2D size filter in pixels): mean scores over slices."""
     import tifffile
 
-    from sam_mito.postprocessing import PostProcessing
+    from sam_mito.inference.postprocessing import PostProcessing
 
     rows = []
     for min_size in MIN_SIZES_2D:

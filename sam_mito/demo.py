@@ -7,20 +7,20 @@ from pathlib import Path
 
 import tifffile
 
-from .config import SamMitoConfig
-from .data import PatchConfig, prepare_dataset, slice_splits
-from .evaluation import compare
-from .figures import overlay
-from .files import atomic_directory, check_outputs
-from .hub import ModelCardInfo
-from .inference import Segmenter
-from .metrics import dice_iou
-from .modeling import TINY_BASE, load_sam
-from .predicting import predict_volume
-from .scoring import score_volumes
-from .synthetic import SyntheticEM
-from .training import train
-from .volumes import load_pair
+from sam_mito.data.patches import PatchConfig, prepare_dataset, slice_splits
+from sam_mito.data.synthetic import SyntheticEM
+from sam_mito.evaluation.compare import compare
+from sam_mito.evaluation.figures import overlay
+from sam_mito.evaluation.metrics import dice_iou
+from sam_mito.evaluation.scoring import score_volumes
+from sam_mito.files import atomic_directory, check_outputs
+from sam_mito.hub.cards import ModelCardInfo
+from sam_mito.inference.segmenter import Segmenter
+from sam_mito.inference.volume_prediction import predict_volume
+from sam_mito.models.loading import TINY_BASE, load_sam
+from sam_mito.training.config import SamMitoConfig
+from sam_mito.training.trainer import train
+from sam_mito.volumes.reading import load_pair
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | Non
     Synthetic: a fresh 768x1024 scene (another seed). Real data: the first slice of the test block.
     Writes ``slice.tif``, ``truth.tif``, ``mask.tif`` (0/255), ``prediction.png`` (the mask over the
     slice), and the same prediction as OME-Zarr (``mask.zarr``, ``labels.zarr``) scored by
-    :func:`sam_mito.scoring.score_volumes` into ``scores.json``.
+    :func:`sam_mito.evaluation.scoring.score_volumes` into ``scores.json``.
     """
     if data is None:
         image, truth = SyntheticEM((1, 768, 1024), seed=1000).render(0)

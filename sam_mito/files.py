@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .errors import SamMitoError
+from sam_mito.errors import SamMitoError
 
 
 def check_output_dir(out_dir: str | Path, *, overwrite: bool) -> Path:

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from sam_mito.volumes import NORMALIZATION
+from sam_mito.volumes.volume import NORMALIZATION
 
 
 class Killed(Exception):

@@ -1,6 +1,6 @@
 """The short CPU training run the tests that train share, as a ``SamMitoConfig``."""
 
-from sam_mito.config import SamMitoConfig
+from sam_mito.training.config import SamMitoConfig
 
 
 def tiny_training_config(folder, model_dir, dataset_dir, **overrides) -> SamMitoConfig:

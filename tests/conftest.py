@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
 
-from sam_mito.data import PatchConfig, prepare_dataset  # noqa: E402
+from sam_mito.data.patches import PatchConfig, prepare_dataset  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +36,7 @@ def tiny_model_dir(tmp_path_factory):
     import torch
     from transformers import SamModel
 
-    from sam_mito.modeling import processor_for, tiny_sam_config
+    from sam_mito.models.loading import processor_for, tiny_sam_config
 
     torch.manual_seed(0)
     config = tiny_sam_config()
@@ -49,8 +49,8 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture
 def model_and_split(tiny_model_dir, dataset_dir):
     """The tiny SAM and its processor, loaded afresh for each test, and the dataset's validation split."""
-    from sam_mito.data import load_patches
-    from sam_mito.modeling import load_sam
+    from sam_mito.data.patches import load_patches
+    from sam_mito.models.loading import load_sam
 
     model, processor = load_sam(str(tiny_model_dir))
     return model, processor, load_patches(dataset_dir, "validation")
@@ -62,7 +62,7 @@ def cli(capsys):
 
     argparse rejects a malformed flag value by raising SystemExit(2); that counts as the status.
     """
-    from sam_mito.cli import main
+    from sam_mito.cli.main import main
 
     def run(*argv):
         try:

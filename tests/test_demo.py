@@ -6,8 +6,8 @@ import numpy as np
 import tifffile
 from huggingface_hub import ModelCard
 
-from sam_mito.cli import main
-from sam_mito.prompts import EVAL_MODES
+from sam_mito.cli.main import main
+from sam_mito.data.prompts import EVAL_MODES
 
 
 def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, capsys):
@@ -50,7 +50,7 @@ def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, c
     assert mask.shape == image.shape == (768, 1024) and set(np.unique(mask)) <= {0, 255}
     assert (out / "predict" / "prediction.png").exists()
     # the same unseen slice as OME-Zarr with instance labels, scored as a volume
-    from sam_mito.volumes import open_volume
+    from sam_mito.volumes.reading import open_volume
 
     assert np.array_equal(open_volume(out / "predict" / "mask.zarr").raw()[0], mask)
     assert open_volume(out / "predict" / "labels.zarr").dtype == np.uint32

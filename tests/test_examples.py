@@ -13,7 +13,7 @@ import torch
 import yaml
 from transformers import SamModel
 
-from sam_mito.data import load_patches
+from sam_mito.data.patches import load_patches
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "train_sam_mito.py"

@@ -1,10 +1,10 @@
-"""Dice and IoU for binary mitochondria masks, as an `evaluate` module (load it with `sam_mito.metrics.load_metric()`)."""
+"""Dice and IoU for binary mitochondria masks, as an `evaluate` module (load it with `sam_mito.evaluation.metrics.load_metric()`)."""
 
 import datasets
 import evaluate
 import numpy as np
 
-from sam_mito.metrics import overlap_counts, scores_from_counts
+from sam_mito.evaluation.metrics import overlap_counts, scores_from_counts
 
 _DESCRIPTION = """
 Dice (Sørensen) and IoU (Jaccard) of binary segmentation masks. `dice` and `iou` are means over

@@ -1,0 +1,1 @@
+"""The ``sam-mito`` command, one module per command."""

@@ -1,0 +1,1 @@
+"""Image features: encoding, encoder precision, the embedding cache and its checksums."""

@@ -1,0 +1,1 @@
+"""The Hugging Face Hub: model cards from typed data, allow-listed uploads."""

@@ -1,0 +1,358 @@
+"""Predict whole volumes into TIFF or OME-Zarr, with instance labels; zarr runs are parallel and resumable.
+
+``sam-mito predict`` comes here. A ``.zarr`` output is an OME-Zarr image (:mod:`sam_mito.volumes.omezarr`)
+written slice by slice in place:
+
+- **parallel**: under ``accelerate launch --num_processes N -m sam_mito predict ...`` each process
+  takes a contiguous range of slices and writes them straight into the store (chunks are one slice
+  deep, so no two processes write the same chunk); the result is byte-identical to one process
+  running as many threads as each of them (``accelerate launch`` gives each CPU process the
+  physical cores divided by the processes; other thread counts sum in another order, which moves
+  float probabilities by about 1e-7).
+- **resumable**: a slice counts as complete only once its chunks are written (an empty marker file
+  per slice under ``.sam_mito_progress/`` inside the store). Started again with the same command, a
+  killed run skips complete slices and ends byte-identical to an uninterrupted one (``overwrite``
+  does not restart an unfinished run of the same settings). The run's settings are recorded in the
+  group's ``sam_mito`` attribute; a finished output, or one started with other settings, is
+  refused without ``overwrite``.
+- **3D context** (:mod:`sam_mito.inference.postprocessing`): each slice's probabilities are averaged over a
+  z-window of neighbouring slices before they are thresholded, opened and hole-filled; a process
+  also predicts the ``z_window // 2`` slices beyond each end of its range (its halo), and a resumed
+  run those around the slices it still has to write, so every split gives the same mask. Once every
+  slice is written, the first process drops the 3D objects under ``min_size`` voxels in place.
+- **instances**: ``labels`` are the 3D connected components of the final mask
+  (:mod:`sam_mito.volumes.instances`), computed by the first process once every slice exists.
+
+TIFF outputs are single-process and atomic: the mask appears only once finished (size-filtered
+through a hidden unfiltered copy beside it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from tqdm.auto import tqdm
+
+from sam_mito.errors import SamMitoError
+from sam_mito.files import atomic_file
+from sam_mito.inference.postprocessing import (
+    DEFAULT_FILL_HOLES,
+    DEFAULT_OPENING,
+    PostProcessing,
+    clean_slice,
+    drop_small_objects,
+)
+from sam_mito.inference.segmenter import Segmenter, check_output_file, read_boxes
+from sam_mito.inference.zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, smooth_slices, window_slices
+from sam_mito.version import __version__
+from sam_mito.volumes.instances import label_mask
+from sam_mito.volumes.omezarr import create_image, open_image
+from sam_mito.volumes.reading import is_zarr, open_volume
+from sam_mito.volumes.volume import Volume
+
+logger = logging.getLogger(__name__)
+
+#: Folder inside a zarr output holding one empty marker file per complete slice.
+PROGRESS_DIR = ".sam_mito_progress"
+#: Group attribute recording how a zarr output was made and whether it is finished.
+RUN_ATTR = "sam_mito"
+
+
+def _processes(segmenter: Segmenter) -> tuple[int, int, Callable[[], None]]:
+    """``(rank, world size, barrier)``: accelerate's state under ``accelerate launch``, else one process.
+
+    Under several processes the model moves to this process's device (its GPU, or the CPU).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, lambda: None
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # gloo across CPU processes
+    segmenter.model.to(state.device)
+    return state.process_index, state.num_processes, state.wait_for_everyone
+
+
+def predict_volume(
+    segmenter: Segmenter,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    labels_path: str | Path | None = None,
+    probabilities_path: str | Path | None = None,
+    boxes_path: str | Path | None = None,
+    threshold: float = 0.5,
+    z_window: int = DEFAULT_Z_WINDOW,
+    z_weighting: str = DEFAULT_Z_WEIGHTING,
+    opening: int = DEFAULT_OPENING,
+    fill_holes: bool = DEFAULT_FILL_HOLES,
+    min_size: int | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Segment an image, stack, slice folder or zarr into a 0/255 ``uint8`` mask of the same shape.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        The model, prompt mode and tiling.
+    input_path : str or Path
+        TIFF/PNG image, multi-page TIFF, slice folder, or ``.zarr`` (OME-Zarr image or array).
+    output_path : str or Path
+        Mask: ``.zarr`` (OME-Zarr, parallel and resumable) or TIFF (single process, atomic).
+    labels_path : str or Path, keyword-only
+        Also write instance labels (``uint32``, 0 = background): 3D connected components of the
+        final mask, ``.zarr`` or TIFF.
+    probabilities_path : str or Path, keyword-only
+        Also write the float32 probabilities that are thresholded (after the z-window): ``.zarr``
+        with a zarr output, TIFF with a TIFF one.
+    boxes_path : str or Path, keyword-only
+        Boxes JSON for ``boxes`` mode (see :func:`sam_mito.inference.segmenter.read_boxes`).
+    threshold, z_window, z_weighting, opening, fill_holes, min_size : keyword-only
+        See :class:`sam_mito.inference.postprocessing.PostProcessing`: probability threshold, z-window
+        (odd number of slices, 1: off) and its weighting, per-slice opening radius and hole
+        filling, smallest object kept (voxels, 3D, in a stack; pixels in a single image; None:
+        the default for the input).
+    overwrite : bool, keyword-only
+        Replace a finished zarr output (or one started with other settings, or not made by
+        sam-mito), and existing labels; an unfinished run of the same settings still resumes.
+
+    Returns
+    -------
+    dict
+        ``shape``, ``encoder_passes`` (this process), ``slices_predicted``, ``slices_skipped``,
+        ``halo_slices`` (predicted again for the z-window only), ``postprocessing`` (the settings);
+        ``objects_removed``/``objects_kept`` by the size filter (first process); with labels,
+        ``instances`` and ``instance_sizes`` (voxel quantiles ``p0``..``p100``).
+    """
+    post = PostProcessing(
+        threshold=threshold,
+        z_window=z_window,
+        z_weighting=z_weighting,
+        opening=opening,
+        fill_holes=fill_holes,
+        min_size=min_size,
+    )
+    rank, world, barrier = _processes(segmenter)
+    volume = open_volume(input_path)
+    post = post.for_volume(volume)
+    outputs = [Path(p) for p in (output_path, probabilities_path, labels_path) if p is not None]
+    _check_outputs(outputs, [input_path, boxes_path])
+    if not is_zarr(output_path):
+        if world > 1:
+            raise SamMitoError(
+                f"{output_path}: TIFF output is single-process; write a .zarr to use several processes"
+            )
+        if probabilities_path is not None and is_zarr(probabilities_path):
+            raise SamMitoError(f"{probabilities_path}: write .zarr probabilities with a .zarr --output")
+        for name, path in (("output_path", output_path), ("probabilities_path", probabilities_path)):
+            check_output_file(path, name=name)
+    elif probabilities_path is not None and not is_zarr(probabilities_path):
+        raise SamMitoError(f"{probabilities_path}: with a .zarr --output, probabilities must be .zarr too")
+    boxes = read_boxes(boxes_path, volume.shape) if boxes_path is not None else None
+    if segmenter.mode == "boxes" and boxes is None:
+        raise SamMitoError("mode 'boxes' needs a boxes JSON file (--boxes)")
+    if not is_zarr(output_path):
+        summary = _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, post)
+        if labels_path is not None:
+            summary.update(label_mask(open_volume(output_path), labels_path))
+        return summary
+    settings = _settings(segmenter, volume, input_path, outputs, boxes_path, post)
+    resume = _existing_run(Path(output_path), settings, overwrite=overwrite)
+    if not resume:
+        _check_labels_target(labels_path, overwrite=overwrite)
+        if probabilities_path is not None and Path(probabilities_path).exists() and not overwrite:
+            raise SamMitoError(f"{probabilities_path}: exists (pass --overwrite to replace it)")
+    barrier()  # every process has checked the existing output before the first one replaces it
+    if rank == 0 and not resume:
+        _create(volume.shape, output_path, probabilities_path, labels_path, settings)
+    barrier()
+    masks = open_image(output_path)[1]
+    probabilities = open_image(probabilities_path)[1] if probabilities_path is not None else None
+    progress = Path(output_path) / PROGRESS_DIR
+    done = {int(p.name) for p in progress.iterdir()}
+    depth = volume.shape[0]
+    assigned = range(rank * depth // world, (rank + 1) * depth // world)
+    mine = [z for z in assigned if z not in done]
+    summary = {"shape": volume.shape[1:] if volume.single_image else volume.shape}
+    for z, probability, mask in _finished_slices(segmenter, volume, mine, boxes, post, summary, rank=rank):
+        masks[z] = mask
+        if probabilities is not None:
+            probabilities[z] = probability
+        (progress / f"{z:06d}").touch()  # only now is the slice complete
+    summary.update(
+        encoder_passes=segmenter.encoder_passes,
+        slices_skipped=len(assigned) - len(mine),
+        process=rank,
+        processes=world,
+    )
+    barrier()
+    if rank == 0:
+        missing = sorted(set(range(depth)) - {int(p.name) for p in progress.iterdir()})
+        if missing:
+            raise SamMitoError(
+                f"{output_path}: slices {missing[:5]} are not complete; run the same command again"
+            )
+        if post.min_size:  # in place; a kill here is repaired by running it again (it only removes)
+            removed, blocks = drop_small_objects(open_volume(output_path), post.min_size)
+            for block, mask, changed in tqdm(blocks, desc="dropping small objects", unit="block"):
+                if changed:
+                    masks[block] = mask
+            summary.update(removed)
+        if labels_path is not None:
+            summary.update(label_mask(open_volume(output_path), labels_path))
+        group = open_image(output_path)[0]
+        group.attrs[RUN_ATTR] = {**settings, "complete": True}
+        shutil.rmtree(progress)
+    return summary
+
+
+def _check_outputs(outputs: list[Path], inputs: list) -> None:
+    """Every output's folder exists, no output is an input, and no two outputs are the same path."""
+    seen = set()
+    for target in outputs:
+        if not target.parent.is_dir():
+            raise SamMitoError(f"{target}: folder {target.parent} does not exist")
+        resolved = target.resolve()
+        for source in inputs:
+            if source is not None and Path(source).resolve() == resolved:
+                raise SamMitoError(
+                    f"{target}: the output would overwrite the input {source}; choose another path"
+                )
+        if resolved in seen:
+            raise SamMitoError(f"{target}: named for two outputs; expected a different path for each")
+        seen.add(resolved)
+
+
+def _check_labels_target(labels_path: str | Path | None, *, overwrite: bool) -> None:
+    if labels_path is not None and Path(labels_path).exists() and not overwrite:
+        raise SamMitoError(f"{labels_path}: exists (pass --overwrite to replace it)")
+
+
+def _settings(segmenter, volume, input_path, outputs, boxes_path, post) -> dict:
+    """What a zarr output records about its run; a resumed run must match it exactly."""
+    return {
+        "sam_mito_version": __version__,
+        "model": str(getattr(segmenter.model.config, "_name_or_path", "")),
+        "input": str(Path(input_path).resolve()),
+        "shape": list(volume.shape),
+        "outputs": [str(p.resolve()) for p in outputs],
+        "mode": segmenter.mode,
+        "tile": segmenter.tile,
+        "overlap": segmenter.overlap,
+        "halo": segmenter.halo,
+        "cores_only": segmenter.cores_only,
+        "grid_size": segmenter.grid_size,
+        "precision": segmenter.precision,
+        "normalization": segmenter.normalization,
+        "boxes": str(Path(boxes_path).resolve()) if boxes_path is not None else None,
+        **post.settings(),
+    }
+
+
+def _existing_run(output: Path, settings: dict, *, overwrite: bool) -> bool:
+    """Whether ``output`` is an unfinished run of these ``settings`` to resume (with or without
+    ``overwrite``); anything else there is refused unless ``overwrite``, which starts afresh."""
+    if not output.exists():
+        return False
+    try:
+        recorded = dict(open_image(output, mode="r")[0].attrs).get(RUN_ATTR)
+    except (OSError, ValueError, KeyError):
+        recorded = None
+    if recorded is None:
+        problem = "exists and is not a sam-mito prediction (pass --overwrite to replace it)"
+    elif recorded.get("complete"):
+        problem = "prediction is finished (pass --overwrite to predict it again)"
+    elif changed := sorted(key for key in settings if recorded.get(key) != settings[key]):
+        problem = (
+            f"unfinished prediction started with other settings ({', '.join(changed)}); "
+            "run the same command to resume it, or pass --overwrite to start again"
+        )
+    else:
+        logger.info("resuming %s", output)
+        return True
+    if overwrite:
+        return False
+    raise SamMitoError(f"{output}: {problem}")
+
+
+def _create(shape, output_path, probabilities_path, labels_path, settings) -> None:
+    """Start a run afresh: replace the outputs (labels, written last, are removed until then)."""
+    for path in (output_path, probabilities_path, labels_path):
+        if path is not None and Path(path).is_dir():
+            shutil.rmtree(path)
+        elif path is not None and Path(path).exists():
+            Path(path).unlink()
+    attrs = {RUN_ATTR: {**settings, "complete": False}}
+    create_image(output_path, shape, np.uint8, attrs=attrs)
+    (Path(output_path) / PROGRESS_DIR).mkdir()
+    if probabilities_path is not None:
+        create_image(probabilities_path, shape, np.float32, attrs=attrs)
+
+
+def _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, post) -> dict:
+    """One process writes the mask (and probabilities) as TIFF, atomically: nothing until finished."""
+    summary = {"shape": volume.shape[1:] if volume.single_image else volume.shape}
+    with contextlib.ExitStack() as files:
+        partial = files.enter_context(atomic_file(output_path))
+        unfiltered = partial
+        if post.min_size:
+            unfiltered = partial.with_name(f"{partial.name}.unfiltered.tif")
+            files.callback(unfiltered.unlink, missing_ok=True)
+        if probabilities_path is not None:
+            probabilities_partial = files.enter_context(atomic_file(probabilities_path))
+        with contextlib.ExitStack() as writers:  # closed before the size filter reads the mask back
+            masks = writers.enter_context(tifffile.TiffWriter(unfiltered))
+            if probabilities_path is not None:
+                probabilities = writers.enter_context(tifffile.TiffWriter(probabilities_partial))
+            slices = range(volume.shape[0])
+            for _, probability, mask in _finished_slices(segmenter, volume, slices, boxes, post, summary):
+                masks.write(mask, contiguous=True)
+                if probabilities_path is not None:
+                    probabilities.write(probability, contiguous=True)
+        if post.min_size:
+            removed, blocks = drop_small_objects(open_volume(unfiltered), post.min_size)
+            with tifffile.TiffWriter(partial) as filtered:
+                for _, mask, _ in blocks:
+                    for page in mask:
+                        filtered.write(page, contiguous=True)
+            summary.update(removed)
+    logger.info("wrote %s %s (%d encoder passes)", output_path, summary["shape"], segmenter.encoder_passes)
+    return {**summary, "encoder_passes": segmenter.encoder_passes, "slices_skipped": 0}
+
+
+def _finished_slices(
+    segmenter: Segmenter,
+    volume: Volume,
+    targets: list[int] | range,
+    boxes: dict | None,
+    post: PostProcessing,
+    summary: dict,
+    *,
+    rank: int = 0,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(z, z-smoothed probability, cleaned 0/255 mask)`` of the slices ``targets``, in order.
+
+    The slices within ``post.z_window // 2`` of a target are predicted too (the halo); ``summary``
+    gets ``slices_predicted``, ``halo_slices`` and ``postprocessing``.
+    """
+    depth = volume.shape[0]
+    needed = window_slices(targets, depth, post.z_window)
+    summary.update(
+        slices_predicted=len(targets), halo_slices=len(needed) - len(targets), postprocessing=post.settings()
+    )
+    slices = volume.slices(segmenter.normalization, indices=needed)
+    progress = tqdm(slices, total=len(needed), desc=f"predicting (process {rank})", unit="slice")
+    raw = (
+        (z, segmenter.probabilities(image, boxes.get(z, []) if boxes else None))
+        for z, image in zip(needed, progress, strict=True)
+    )
+    smoothed = smooth_slices(raw, targets, depth=depth, window=post.z_window, weighting=post.z_weighting)
+    for z, probability in smoothed:
+        yield z, probability, clean_slice(probability, post)

@@ -1,0 +1,296 @@
+"""SAM, SAM-HQ and SAM 2.1 through the same pipeline: detection, decoder-only training, cache, stock load."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from transformers import (
+    AutoModel,
+    Sam2Model,
+    Sam2Processor,
+    SamHQModel,
+    SamHQProcessor,
+    SamModel,
+    SamProcessor,
+)
+
+from sam_mito.data.patches import load_patches
+from sam_mito.data.synthetic import synthetic_volume
+from sam_mito.errors import SamMitoError
+from sam_mito.evaluation.compare import compare
+from sam_mito.features.encoding import encode, pixel_values
+from sam_mito.inference.segmenter import Segmenter, predict_stack
+from sam_mito.models.decoding import decode, masks_to_image, prompts_to_input
+from sam_mito.models.families import FAMILIES, family_of, processor_for, tiny_sam2_config, tiny_sam_hq_config
+from sam_mito.models.loading import (
+    encoder_fingerprint,
+    freeze_for_decoder_training,
+    load_sam,
+    tiny_sam_config,
+)
+from sam_mito.models.sam2_processing import TorchSam2ImageProcessor
+from sam_mito.training.prompt_dataset import collate_prompts, prompt_dataset
+from sam_mito.training.trainer import SamMitoTrainer
+from tests._training_config import tiny_training_config
+
+TINY_CONFIGS = {"sam": tiny_sam_config, "sam_hq": tiny_sam_hq_config, "sam2": tiny_sam2_config}
+STOCK = {
+    "sam": (SamModel, SamProcessor),
+    "sam_hq": (SamHQModel, SamHQProcessor),
+    "sam2": (Sam2Model, Sam2Processor),
+}
+
+
+def _save_tiny(family: str, folder: Path) -> Path:
+    torch.manual_seed(0)
+    config = TINY_CONFIGS[family]()
+    FAMILIES[family].model_class(config).save_pretrained(folder)
+    processor_for(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module", params=list(TINY_CONFIGS))
+def family_dir(request, tmp_path_factory):
+    """A randomly initialised tiny checkpoint of each family, with its processor config."""
+    return request.param, _save_tiny(request.param, tmp_path_factory.mktemp(request.param) / "base")
+
+
+@pytest.mark.parametrize(
+    ("model_type", "family"),
+    [("sam", "sam"), ("sam_hq", "sam_hq"), ("sam2", "sam2"), ("sam2_video", "sam2")],
+)
+def test_the_family_comes_from_model_type(model_type, family):
+    assert family_of({"model_type": model_type}).name == family
+
+
+def test_other_model_types_are_named_with_the_expected_ones():
+    with pytest.raises(SamMitoError, match=r"ckpt: model_type is 'bert', expected a SAM checkpoint.*'sam2'"):
+        family_of({"model_type": "bert"}, source="ckpt")
+
+
+@pytest.mark.parametrize("family", ["sam_hq", "sam2"])
+def test_tiny_configs_are_about_as_small_as_the_tiny_sam(family):
+    sam = sum(p.numel() for p in SamModel(tiny_sam_config()).parameters())
+    other = sum(p.numel() for p in FAMILIES[family].model_class(TINY_CONFIGS[family]()).parameters())
+    assert other < 1.2 * sam
+
+
+def test_every_family_trains_only_its_decoder_saves_a_stock_folder_and_runs_the_pipeline(
+    tmp_path, family_dir, dataset_dir
+):
+    family, base_dir = family_dir
+    config = tiny_training_config(
+        tmp_path, base_dir, dataset_dir, max_steps=100, learning_rate=3e-3, box_jitter=0
+    )
+    model, processor = load_sam(str(base_dir))
+    assert isinstance(model, FAMILIES[family].model_class)
+    freeze_for_decoder_training(model)
+    dataset = prompt_dataset(model, processor, load_patches(dataset_dir, "train"), config, name="train")
+    trainer = SamMitoTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor)
+
+    def memorised_loss():
+        trainer.model.eval()
+        with torch.no_grad():
+            return trainer.compute_loss(trainer.model, collate_prompts([dataset[i] for i in range(4)])).item()
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss_before = memorised_loss()
+    trainer.train()
+    assert memorised_loss() < 0.8 * loss_before
+    after = model.state_dict()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen = [k for k in before if k not in trainable]
+    assert all(torch.equal(before[k], after[k]) for k in frozen)  # every other tensor, bit for bit
+    assert any(k.startswith("vision_encoder.") for k in frozen) and any(
+        k.startswith("prompt_encoder.") for k in frozen
+    )
+    assert all(k.startswith("mask_decoder.") for k in trainable)
+    assert sum(not torch.equal(before[k], after[k]) for k in trainable) > 0.5 * len(trainable)
+    if family == "sam_hq":  # the HQ token and the fusion layers are trained
+        assert {"mask_decoder.hq_token.weight", "mask_decoder.compress_vit_conv1.weight"} <= trainable
+        assert (
+            "mask_decoder.encoder_conv1.weight" in trainable and "mask_decoder.mask_conv1.weight" in trainable
+        )
+    if family == "sam2":  # applied while encoding, so frozen with the encoder
+        assert not any("conv_s0" in k or "conv_s1" in k for k in trainable)
+        assert "no_memory_embedding" in frozen
+
+    trainer.save_model()
+    trainer.create_model_card()
+    out = Path(config.output_dir)
+    assert "auto_map" not in json.loads((out / "config.json").read_text())  # no custom code needed
+    stock = AutoModel.from_pretrained(out)
+    assert type(stock) is STOCK[family][0]
+    assert all(torch.equal(value, after[key]) for key, value in stock.state_dict().items())
+    if family == "sam2":  # Sam2ImageProcessor needs torchvision; the config is checked by the next tests
+        assert json.loads((out / "preprocessor_config.json").read_text())["size"] == {
+            "height": 256,
+            "width": 256,
+        }
+    else:
+        assert type(STOCK[family][1].from_pretrained(out)) is STOCK[family][1]
+    card = (out / "README.md").read_text()
+    assert f"Family: {FAMILIES[family].title} (`{STOCK[family][0].__name__}`" in card
+    assert f"from transformers import {STOCK[family][0].__name__}, {STOCK[family][1].__name__}" in card
+    assert json.loads((out / "card_data.json").read_text())["family"] == family
+
+    report = compare(str(base_dir), str(out), dataset_dir, embedding_cache_dir=str(tmp_path / "cache"))
+    scores = {(r["model"], r["mode"]): r["dice"] for r in report["results"]}
+    assert len(scores) == 8 and all(0 <= dice <= 1 for dice in scores.values())
+    images, _ = synthetic_volume((2, 200, 300), seed=4)
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, images, photometric="minisblack")
+    segmenter = Segmenter.from_pretrained(str(out), precision="fp32")
+    assert predict_stack(segmenter, stack, tmp_path / "mask.tif") == (2, 200, 300)
+    mask = tifffile.imread(tmp_path / "mask.tif")
+    assert mask.shape == (2, 200, 300) and set(np.unique(mask)) <= {0, 255}
+    assert segmenter.encoder_passes == 4  # two 256-pixel tiles across 300 pixels, per slice
+
+
+def test_cached_features_decode_like_the_encoder_in_the_loop(family_dir):
+    family, base_dir = family_dir
+    model, processor = load_sam(str(base_dir))
+    model.eval()
+    image = synthetic_volume((1, 256, 256), seed=1)[0][0]
+    pixels = pixel_values(processor, [image])
+    features = encode(model, pixels)
+    side = 16  # 256-pixel tiny models: 16x16 image embeddings of 64 channels
+    expected = {
+        "sam": (64, side, side),
+        "sam_hq": (64 * side * side + side * side * 64,),  # + the first global ViT block's output
+        "sam2": (8 * 64 * 64 + 16 * 32 * 32 + 64 * side * side,),  # three levels: C/8 @ 4s, C/4 @ 2s, C @ s
+    }
+    assert tuple(features.shape[1:]) == expected[family]
+    boxes = torch.tensor([[[30.0, 40.0, 200.0, 220.0]]])
+    with torch.no_grad():
+        cached = decode(model, (256, 256), image_embeddings=features.half().float(), boxes=boxes).logits
+        direct = decode(model, (256, 256), pixel_values=pixels, boxes=boxes).logits
+    assert torch.allclose(cached, direct, atol=1e-2 * direct.abs().max().item())
+
+
+def test_a_sams_fingerprint_is_what_it_was_so_existing_caches_stay_valid():
+    import hashlib
+
+    torch.manual_seed(0)
+    sam = SamModel(tiny_sam_config())
+    # Before the families: SHA-256 of the vision config JSON, then each vision-encoder tensor by name.
+    digest = hashlib.sha256(json.dumps(sam.config.vision_config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(sam.vision_encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.float().contiguous().numpy().tobytes())
+    assert encoder_fingerprint(sam) == digest.hexdigest()
+
+
+def test_the_cache_key_covers_the_family_and_sam2s_encoder_side_projections(tmp_path):
+    sam = SamModel(tiny_sam_config())
+    hq = SamHQModel(tiny_sam_hq_config())
+    hq.vision_encoder.load_state_dict(sam.vision_encoder.state_dict())  # the same ViT weights
+    assert encoder_fingerprint(sam) != encoder_fingerprint(hq)
+    sam2 = Sam2Model(tiny_sam2_config())
+    before = encoder_fingerprint(sam2)
+    with torch.no_grad():
+        sam2.mask_decoder.conv_s0.bias += 1
+    assert encoder_fingerprint(sam2) != before
+    with torch.no_grad():
+        sam2.mask_decoder.iou_token.weight += 1  # a trained weight: the cache stays valid
+        sam2.mask_decoder.conv_s0.bias -= 1
+    assert encoder_fingerprint(sam2) == before
+
+
+def test_sam2_resize_is_bilinear_and_antialiased_like_torchvision():
+    processor = TorchSam2ImageProcessor(size=4, image_mean=(0, 0, 0), image_std=(1, 1, 1), rescale_factor=1)
+    up = np.zeros((2, 2, 3), np.uint8)
+    up[:, 1] = 100  # columns 0 and 100
+    # Output pixel centres sit at -0.25, 0.25, 0.75, 1.25 input pixels: clamped, 0 / 25 / 75 / 100.
+    assert processor.preprocess(up)[0, 0].tolist() == [[0, 25, 75, 100]] * 4
+    processor = TorchSam2ImageProcessor(size=2, image_mean=(0, 0, 0), image_std=(1, 1, 1), rescale_factor=1)
+    down = np.zeros((4, 4, 3), np.uint8)
+    down[:, 2:] = 100
+    # Halving with a triangle filter two input pixels wide: output 0 weighs inputs 0, 1, 2 by
+    # 0.75, 0.75, 0.25, so 100 * 0.25 / 1.75 = 14.3 -> 14, and output 1 is 100 - 14.3 -> 86.
+    assert processor.preprocess(down)[0, 0].tolist() == [[14, 86], [14, 86]]
+
+
+def test_sam2_normalisation_uses_the_processor_mean_and_std():
+    processor = TorchSam2ImageProcessor(size=2)
+    white = np.full((2, 2, 3), 255, np.uint8)
+    expected = [(1 - m) / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)]
+    values = processor(images=[white])["pixel_values"]
+    assert values.shape == (1, 3, 2, 2)
+    assert torch.allclose(values[0, :, 0, 0], torch.tensor(expected), atol=1e-6)
+
+
+def test_sam2_prompts_and_masks_map_onto_the_square_input():
+    box = torch.tensor([[[0.0, 0.0, 400.0, 100.0]]])
+    assert prompts_to_input(box, (200, 800), 1024, pad=False).tolist() == [[[0.0, 0.0, 512.0, 512.0]]]
+    low_res = torch.zeros(1, 1, 4, 4)
+    low_res[..., :, :2] = 1.0  # the left half of the square covers the left half of the image
+    full = masks_to_image(low_res, (200, 800), 1024, pad=False)
+    assert full.shape == (1, 1, 200, 800)
+    # Low-res column centres 1.5 and 2.5 land on image x = 300 and 500: the ramp lies between them.
+    assert torch.all(full[..., :300] == 1) and torch.all(full[..., 500:] == 0)
+    assert 0 < full[0, 0, 0, 399].item() < 1
+
+
+def test_sam2_processor_config_is_the_stock_layout_and_round_trips(tmp_path):
+    from transformers.image_processing_base import ImageProcessingMixin
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+    from transformers.processing_utils import ImagesKwargs
+
+    processor = processor_for(tiny_sam2_config())
+    processor.save_pretrained(tmp_path / "p")
+    processor.image_processor.save_pretrained(tmp_path / "i")
+    for folder in (tmp_path / "p", tmp_path / "i"):
+        values, _ = ImageProcessingMixin.get_image_processor_dict(str(folder))  # how stock loading reads it
+        classes = {name for backends in IMAGE_PROCESSOR_MAPPING_NAMES.values() for name in backends.values()}
+        assert values["image_processor_type"] == "Sam2ImageProcessor" and "Sam2ImageProcessor" in classes
+        assert set(values) - {"image_processor_type", "mask_size"} <= set(ImagesKwargs.__annotations__)
+        assert values["size"] == {"height": 256, "width": 256} and values["resample"] == 2
+    saved = json.loads((tmp_path / "p" / "processor_config.json").read_text())
+    assert saved["processor_class"] == "Sam2Processor" and saved["target_size"] == 256
+    _, reloaded = load_sam(str(_save_tiny("sam2", tmp_path / "m")))
+    assert reloaded.image_processor.to_dict() == processor.image_processor.to_dict()
+
+
+def test_unsupported_sam2_preprocessing_is_named(tmp_path):
+    folder = _save_tiny("sam2", tmp_path / "m")
+    path = folder / "processor_config.json"
+    values = json.loads(path.read_text())
+    values["image_processor"]["resample"] = 3
+    path.write_text(json.dumps(values))
+    with pytest.raises(
+        SamMitoError, match=r"m: image processor settings \{'resample': 3\} are not supported"
+    ):
+        load_sam(str(folder))
+
+
+def test_sam2_preprocessing_matches_the_stock_processor_where_torchvision_loads(tmp_path):
+    pytest.importorskip("torchvision")
+    folder = _save_tiny("sam2", tmp_path / "m")
+    image = np.repeat(synthetic_volume((1, 300, 200), seed=2)[0][0][..., None], 3, axis=-1)
+    stock = Sam2Processor.from_pretrained(folder)(images=[image], return_tensors="pt")["pixel_values"]
+    ours = load_sam(str(folder))[1](images=[image])["pixel_values"]
+    assert torch.allclose(ours, stock, atol=0.02)  # within one grey level
+
+
+def test_hub_sam2_video_checkpoints_load_as_the_image_model(tmp_path):
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+
+    tiny = tiny_sam2_config().to_dict()
+    small = {"memory_attention_num_layers": 1, "memory_attention_feed_forward_hidden_size": 64}
+    config = Sam2VideoConfig(
+        **{k: tiny[k] for k in ("vision_config", "prompt_encoder_config", "mask_decoder_config")},
+        image_size=256, memory_attention_hidden_size=64, memory_encoder_hidden_size=64,
+        mask_downsampler_embed_dim=64, memory_fuser_embed_dim=64, memory_fuser_intermediate_dim=64, **small,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    video = Sam2VideoModel(config)
+    video.save_pretrained(tmp_path / "video")
+    model, processor = load_sam(str(tmp_path / "video"))  # no processor saved: matched to the input size
+    assert type(model) is Sam2Model and model.config.model_type == "sam2"
+    weights = video.state_dict()
+    assert all(torch.equal(value, weights[key]) for key, value in model.state_dict().items())
+    assert processor.image_processor.size == 256
