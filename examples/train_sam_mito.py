@@ -14,9 +14,7 @@ import sys
 
 from transformers import set_seed
 
-from sam_mito import SamMitoError, SamMitoTrainer, load_patches
-from sam_mito.training.config import parse_config
-from sam_mito.training.run_checks import prepare_output_dir
+from sam_mito import SamMitoError, SamMitoTrainer, load_patches, parse_config, prepare_output_dir
 
 logger = logging.getLogger("train_sam_mito")
 

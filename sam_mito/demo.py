@@ -83,8 +83,7 @@ def _run(out_dir: Path, *, data: str | Path | None, steps: int) -> dict:
     card = ModelCardInfo.load(model_dir)
     card.add_comparison(report, figure="comparison.png")
     card.write(model_dir)  # now with the comparison and the figure
-    report["prediction"] = predict_full_slice(out_dir / "predict", model_dir, data=data)
-    return report
+    return {**report.to_dict(), "prediction": predict_full_slice(out_dir / "predict", model_dir, data=data)}
 
 
 def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | None = None) -> dict:
@@ -128,5 +127,5 @@ def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | Non
         "dice": scores["dice"],
         "iou": scores["iou"],
         "encoder_passes": segmenter.encoder_passes,
-        "volume_scores": {k: v for k, v in volume_scores.items() if k != "per_slice"},
+        "volume_scores": {k: v for k, v in volume_scores.to_dict().items() if k != "per_slice"},
     }

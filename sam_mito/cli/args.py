@@ -58,3 +58,12 @@ def local(name: str | None) -> str | None:
     """``name`` if it is an existing local path (an input to protect), else None (a Hub id)."""
 
     return name if name is not None and Path(name).exists() else None
+
+
+def add_device(parser) -> None:
+    """The ``--device`` flag of the commands that run a model."""
+    parser.add_argument(
+        "--device",
+        help="cpu, cuda, cuda:N or mps (default: the accelerate launch process's device, else cuda "
+        "when available, else cpu)",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sam_mito.cli.args import integer, local
+from sam_mito.cli.args import add_device, integer, local
 from sam_mito.errors import SamMitoError
 
 
@@ -36,6 +36,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="REPO",
         help="rewrite the fine-tuned folder's card and upload its model files, card, metrics and figure",
     )
+    add_device(parser)
     parser.set_defaults(handler=run)
 
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> None:
     from sam_mito.files import check_outputs
     from sam_mito.hub.cards import CARD_DATA, RESULTS_FILE, ModelCardInfo
     from sam_mito.hub.uploads import model_files, push_model
+    from sam_mito.models.devices import resolve_device
 
     model_dir = Path(args.finetuned) if Path(args.finetuned).is_dir() else None
     out = Path(args.out or model_dir or "evaluation")
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> None:
     if args.push_to_hub and not in_model_dir:
         raise SamMitoError("--push-to-hub needs --finetuned to be a local model folder and --out to be it")
     check_outputs({"--out": out}, {"--dataset": local(args.dataset)}, replaced=False)
+    device = resolve_device(args.device)
     if args.push_to_hub:
         model_files(model_dir)  # a folder that cannot be uploaded fails before the evaluation
     report = compare(
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> None:
         embedding_cache_dir=args.embedding_cache_dir,
         out_dir=out,
         figure_rows=args.figure_rows,
+        device=device,
     )
     print(report["table"])
     print(f"wrote {out}/{RESULTS_FILE}, evaluation.md, comparison.png")

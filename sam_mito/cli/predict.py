@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sam_mito.cli.args import fraction, integer, local, odd
+from sam_mito.cli.args import add_device, fraction, integer, local, odd
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -100,13 +100,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="auto",
         help="encoder precision (default auto: bf16 where the hardware has it and a first-tile check passes)",
     )
+    add_device(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from sam_mito.files import check_outputs
+    from sam_mito.inference.postprocessing import PostProcessing
     from sam_mito.inference.segmenter import Segmenter, check_output_file, check_tile
     from sam_mito.inference.volume_prediction import predict_volume
+    from sam_mito.models.devices import resolve_device
     from sam_mito.models.loading import load_sam
 
     inputs = {"--input": args.input, "--boxes": args.boxes, "--model": local(args.model)}
@@ -115,7 +118,16 @@ def run(args: argparse.Namespace) -> None:
     for flag, path in outputs.items():
         if path is not None and not str(path).endswith(".zarr"):  # a .zarr store is a folder, resumed
             check_output_file(path, name=flag)
-    model, processor = load_sam(args.model)
+    device = resolve_device(args.device)
+    post = PostProcessing(
+        threshold=args.threshold,
+        z_window=args.z_window,
+        z_weighting=args.z_weighting,
+        opening=args.opening,
+        fill_holes=args.fill_holes,
+        min_size=args.min_size,
+    )
+    model, processor = load_sam(args.model, device=device)
     check_tile(args.tile, model.config, name="--tile")
     segmenter = Segmenter(
         model,
@@ -126,6 +138,7 @@ def run(args: argparse.Namespace) -> None:
         **({} if args.halo is None else {"halo": args.halo}),
         grid_size=args.grid_size,
         precision=args.precision,
+        post=post,
     )
     summary = predict_volume(
         segmenter,
@@ -134,14 +147,8 @@ def run(args: argparse.Namespace) -> None:
         labels_path=args.labels,
         boxes_path=args.boxes,
         probabilities_path=args.probabilities,
-        threshold=args.threshold,
-        z_window=args.z_window,
-        z_weighting=args.z_weighting,
-        opening=args.opening,
-        fill_holes=args.fill_holes,
-        min_size=args.min_size,
         overwrite=args.overwrite,
-    )
+    ).to_dict()
     process = (
         f"process {summary['process']} of {summary['processes']}: " if summary.get("processes", 1) > 1 else ""
     )

@@ -18,5 +18,5 @@ def run(args: argparse.Namespace) -> None:
     from sam_mito.training.config import parse_config
     from sam_mito.training.trainer import train
 
-    metrics = train(parse_config(args.extra))
+    metrics = train(parse_config(args.extra)).metrics
     print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))

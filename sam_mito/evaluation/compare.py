@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -26,8 +27,10 @@ from sam_mito.features.cache import EmbeddingCache, build_cache
 from sam_mito.files import atomic_file
 from sam_mito.hub.cards import RESULTS_FILE
 from sam_mito.models.decoding import decode_probabilities, pad_boxes
+from sam_mito.models.devices import resolve_device
 from sam_mito.models.loading import encoder_fingerprint, load_sam
 from sam_mito.paths import public_name
+from sam_mito.results import Result
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +168,28 @@ def choose_figure_rows(split: datasets.Dataset, dice: np.ndarray, *, count: int 
     return (chosen + hard[:1])[:count]
 
 
+@dataclass
+class Comparison(Result):
+    """Base vs fine-tuned on one split: what ``comparison.json`` holds.
+
+    Attributes
+    ----------
+    dataset, split, base, finetuned : str
+        What was compared (Hub ids, or folder names for local paths).
+    results : list of dict
+        One row per model and prompt mode (see :func:`compare`).
+    table : str
+        The results as a Markdown table.
+    """
+
+    dataset: str
+    split: str
+    base: str
+    finetuned: str
+    results: list[dict]
+    table: str
+
+
 def compare(
     base: str,
     finetuned: str,
@@ -176,7 +201,8 @@ def compare(
     out_dir: str | Path | None = None,
     figure_mode: str = "union",
     figure_rows: int = 4,
-) -> dict:
+    device: str | torch.device | None = None,
+) -> Comparison:
     """Evaluate ``base`` and ``finetuned`` on exactly the same patches and prompts, in every mode.
 
     Parameters
@@ -197,20 +223,24 @@ def compare(
         The prompt mode the figure shows.
     figure_rows : int, keyword-only
         Patches in the figure.
+    device : str or torch.device, keyword-only
+        Where both models run, encoding included (checked before anything loads); default: the
+        ``accelerate launch`` process's device, else CUDA when present, else the CPU.
 
     Returns
     -------
-    dict
-        ``{"dataset", "split", "base", "finetuned", "results": [...], "table"}``; each result has
+    Comparison
+        ``dataset``, ``split``, ``base``, ``finetuned``, ``results`` and ``table``; each result has
         ``model`` (``base`` | ``finetuned``), ``mode``, ``prompts``, ``uses_ground_truth`` and the
         scores of :func:`sam_mito.evaluation.metrics.dice_iou`. ``dataset``, ``base`` and ``finetuned`` are Hub
         ids, or folder names for local paths (the report is shared with the model).
     """
+    device = resolve_device(device)
     unknown = [mode for mode in modes if mode not in EVAL_MODES]
     if unknown:
         raise SamMitoError(f"prompt mode(s) {unknown}: expected some of {list(EVAL_MODES)}")
     patches = load_patches(dataset, split)
-    models = {"base": load_sam(base), "finetuned": load_sam(finetuned)}
+    models = {"base": load_sam(base, device=device), "finetuned": load_sam(finetuned, device=device)}
     if encoder_fingerprint(models["base"][0]) != encoder_fingerprint(models["finetuned"][0]):
         logger.warning(
             "%s and %s have different image encoders: their embeddings cannot be shared, encoding twice",
@@ -234,14 +264,14 @@ def compare(
                 }
             )
         models[label] = (model, cache)
-    report = {
-        "dataset": public_name(str(dataset)),
-        "split": split,
-        "base": public_name(str(base)),
-        "finetuned": public_name(str(finetuned)),
-        "results": results,
-        "table": results_table(results),
-    }
+    report = Comparison(
+        dataset=public_name(str(dataset)),
+        split=split,
+        base=public_name(str(base)),
+        finetuned=public_name(str(finetuned)),
+        results=results,
+        table=results_table(results),
+    )
     if out_dir is not None:
         figure_mode = figure_mode if figure_mode in modes else modes[0]
         figure = _figure(models, patches, dice, figure_mode, figure_rows)
@@ -272,11 +302,11 @@ def _figure(models: dict, patches: datasets.Dataset, dice: dict, mode: str, coun
     )
 
 
-def _write_report(out_dir: Path, report: dict, figure) -> None:
+def _write_report(out_dir: Path, report: Comparison, figure) -> None:
     """Write the JSON, the Markdown table and the figure, each through a temporary file and a rename."""
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = {
-        RESULTS_FILE: lambda path: path.write_text(json.dumps(report, indent=2)),
+        RESULTS_FILE: lambda path: path.write_text(json.dumps(report.to_dict(), indent=2)),
         "evaluation.md": lambda path: path.write_text(report["table"] + "\n"),
         "comparison.png": lambda path: figure.save(path, format="PNG"),
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.metrics import per_image_scores
 from sam_mito.files import atomic_file
+from sam_mito.results import Result
 from sam_mito.volumes.instances import Block, SizeCounter, VolumeLabeler, block_grid
 from sam_mito.volumes.reading import open_volume
 from sam_mito.volumes.volume import Volume
@@ -41,6 +43,19 @@ SCORE_KEYS = (
     "matched_iou",
     "per_slice",
 )
+
+
+@dataclass
+class VolumeScores(Result):
+    """A volume's scores (:func:`score_volumes`); ``to_dict()`` is what ``--json`` writes."""
+
+    foreground_iou: float
+    foreground_dice: float
+    instance_precision: float
+    instance_recall: float
+    instance_f1: float
+    matched_iou: float | None
+    per_slice: list[dict]
 
 
 class BinaryReader:
@@ -86,7 +101,7 @@ def score_volumes(
     *,
     labels: str | Path | None = None,
     json_path: str | Path | None = None,
-) -> dict:
+) -> VolumeScores:
     """Foreground and instance scores of a binary prediction volume against the ground truth.
 
     Parameters
@@ -101,8 +116,8 @@ def score_volumes(
 
     Returns
     -------
-    dict
-        Exactly :data:`SCORE_KEYS`: ``foreground_iou`` and ``foreground_dice`` pooled over every
+    VolumeScores
+        The fields :data:`SCORE_KEYS`: ``foreground_iou`` and ``foreground_dice`` pooled over every
         voxel; ``instance_precision``, ``instance_recall``, ``instance_f1`` at IoU >= 0.5;
         ``matched_iou`` (mean IoU of matched pairs, None without any); ``per_slice``, one
         ``{"slice", "iou", "dice", "truth_voxels", "predicted_voxels"}`` per slice (both 1.0 where
@@ -161,10 +176,10 @@ def score_volumes(
 
     scores = {**_foreground(counts), **_instances(pairs.result(), truth_sizes.result(), pred_sizes.result())}
     scores["per_slice"] = _per_slice(counts)
-    scores = {key: scores[key] for key in SCORE_KEYS}
+    scores = VolumeScores(**{key: scores[key] for key in SCORE_KEYS})
     if json_path is not None:
         with atomic_file(json_path) as partial:
-            partial.write_text(json.dumps(scores, indent=1))
+            partial.write_text(json.dumps(scores.to_dict(), indent=1))
     return scores
 
 

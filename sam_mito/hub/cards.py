@@ -36,6 +36,8 @@ TRAINING_CONFIG = "training_config.json"
 CARD_DATA = "card_data.json"
 #: The Trainer's validation metrics (its own schema).
 VALIDATION_FILE = "eval_results.json"
+#: Written by :meth:`sam_mito.inference.segmenter.Segmenter.save_pretrained`: tiling, prompts, post-processing.
+INFERENCE_CONFIG = "inference_config.json"
 #: Written by :func:`sam_mito.evaluation.compare.compare`: base vs fine-tuned in every prompt mode.
 RESULTS_FILE = "comparison.json"
 

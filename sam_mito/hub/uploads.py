@@ -13,7 +13,7 @@ from transformers.utils import PushInProgress
 from sam_mito.data.dataset_folder import dataset_card
 from sam_mito.data.patches import load_patches
 from sam_mito.errors import SamMitoError
-from sam_mito.hub.cards import CARD_DATA, RESULTS_FILE, TRAINING_CONFIG, VALIDATION_FILE
+from sam_mito.hub.cards import CARD_DATA, INFERENCE_CONFIG, RESULTS_FILE, TRAINING_CONFIG, VALIDATION_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ MODEL_FILES = (
     "train_results.json",
     "all_results.json",
     RESULTS_FILE,
+    INFERENCE_CONFIG,
     "evaluation.md",
     "comparison.png",
 )

@@ -11,28 +11,29 @@ that fall linearly to almost zero at the tile's edges.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
-from tqdm.auto import tqdm
+from huggingface_hub import hf_hub_download
 from transformers import SamModel, SamProcessor
 
-from sam_mito.data.prompts import GRID_SIZE, PREDICT_MODES, grid_points, label_instances, tile_box
+from sam_mito.data.prompts import GRID_SIZE, PREDICT_MODES, grid_points, tile_box
 from sam_mito.errors import SamMitoError
 from sam_mito.features.encoding import check_precision, encode, pixel_values
 from sam_mito.features.precision import Resolution, resolve_precision
-from sam_mito.files import atomic_file, check_outputs
+from sam_mito.files import atomic_file
+from sam_mito.hub.cards import INFERENCE_CONFIG
+from sam_mito.hub.uploads import push_model
+from sam_mito.inference.pipeline import segment_volume
+from sam_mito.inference.postprocessing import PostProcessing
 from sam_mito.models.decoding import Box, decode_probabilities
 from sam_mito.models.families import input_size
-from sam_mito.models.loading import load_sam
-from sam_mito.volumes.reading import open_volume
+from sam_mito.models.loading import TINY_BASE, load_sam, tiny_base_path
 from sam_mito.volumes.volume import NORMALIZATION
 
 logger = logging.getLogger(__name__)
@@ -162,9 +163,13 @@ class Segmenter:
         Keep only each tile's own pixels, as micro-sam tiles; by default neighbouring windows are
         blended across their overlapping margins instead, so no seam shows at tile borders.
     precision : str, keyword-only
-        Encoder precision, one of :data:`sam_mito.features.precision.PRECISIONS`; ``auto`` (the default) is
-        resolved on the first tile encoded (:func:`sam_mito.features.precision.resolve_precision`) and the
-        result, kept in ``resolution``, is reused for every later tile.
+        Encoder precision, one of :data:`sam_mito.features.encoding.PRECISIONS`; ``auto`` (the default) is
+        resolved on the first tile encoded (:func:`sam_mito.features.precision.resolve_precision`)
+        for the model's device and the result, kept in ``resolution``, is reused for every later tile.
+    post : PostProcessing, keyword-only
+        How probabilities become the mask in :meth:`segment`,
+        :func:`~sam_mito.inference.pipeline.segment_volume` and ``predict_volume`` when they are
+        given none; default ``PostProcessing()``, the CLI's defaults.
 
     Attributes
     ----------
@@ -186,6 +191,7 @@ class Segmenter:
         cores_only: bool = False,
         grid_size: int = GRID_SIZE,
         precision: str = "auto",
+        post: PostProcessing | None = None,
     ) -> None:
         if mode not in PREDICT_MODES:
             raise SamMitoError(f"mode '{mode}': expected one of {PREDICT_MODES}")
@@ -200,14 +206,74 @@ class Segmenter:
         self.halo, self.cores_only = halo, cores_only
         self.model, self.processor = model.eval(), processor
         self.mode, self.overlap, self.grid_size, self.precision = mode, overlap, grid_size, precision
+        self.post = post if post is not None else PostProcessing()
         self.encoder_passes = 0
         self.resolution: Resolution | None = None
 
+    @property
+    def device(self) -> torch.device:
+        """The device the model runs on; every input tensor is moved there."""
+        return next(self.model.parameters()).device
+
+    def settings(self) -> dict:
+        """The inference settings as JSON values: what :meth:`save_pretrained` stores."""
+        return {
+            "mode": self.mode,
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "halo": self.halo,
+            "cores_only": self.cores_only,
+            "grid_size": self.grid_size,
+            "precision": self.precision,
+            "postprocessing": self.post.settings(),
+        }
+
     @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> Segmenter:
-        """Load a SAM by Hub id or folder (see :func:`sam_mito.models.loading.load_sam`) and wrap it."""
-        model, processor = load_sam(name_or_path)
-        return cls(model, processor, **kwargs)
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        device: str | torch.device | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        **kwargs,
+    ) -> Segmenter:
+        """Load a SAM by Hub id or folder (see :func:`sam_mito.models.loading.load_sam`) and wrap it.
+
+        Settings saved by :meth:`save_pretrained` (``inference_config.json``) are read back;
+        keyword arguments override them (``post=`` replaces the saved post-processing whole).
+
+        Parameters
+        ----------
+        name_or_path : str
+            Hub id, local folder, or ``sam-mito/tiny-base``.
+        device : str or torch.device, keyword-only
+            Default: the ``accelerate launch`` process's device, else CUDA when present, else CPU.
+        revision, token : keyword-only
+            As for transformers' ``from_pretrained``.
+        **kwargs
+            The other arguments of :class:`Segmenter`.
+        """
+        model, processor = load_sam(name_or_path, device=device, revision=revision, token=token)
+        saved = _saved_settings(name_or_path, revision=revision, token=token)
+        if "postprocessing" in saved:
+            saved["post"] = PostProcessing(**saved.pop("postprocessing"))
+        return cls(model, processor, **{**saved, **kwargs})
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write the model, its processor and the inference settings (``inference_config.json``)."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
+        with atomic_file(folder / INFERENCE_CONFIG) as partial:
+            partial.write_text(json.dumps(self.settings(), indent=2) + "\n")
+        return folder
+
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None):
+        """Upload what :meth:`save_pretrained` writes (and nothing else) to the Hub model ``repo_id``."""
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return push_model(folder, repo_id, token=token, private=private)
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.resolution is None:
@@ -230,7 +296,7 @@ class Segmenter:
         else:
             points = grid_points(*size, n=self.grid_size)
             prompt = {"points": torch.tensor([[points]], dtype=torch.float32)}
-        return decode_probabilities(self.model, embeddings, size, **prompt)[0].amax(dim=0).numpy()
+        return decode_probabilities(self.model, embeddings, size, **prompt)[0].amax(dim=0).cpu().numpy()
 
     def probabilities(self, image: np.ndarray, boxes: list[Box] | None = None) -> np.ndarray:
         """Foreground probability ``(H, W)`` float32 of one ``uint8`` grayscale slice.
@@ -266,103 +332,34 @@ class Segmenter:
         return stitched[halo : halo + height, halo : halo + width]
 
     def segment(
-        self, image: np.ndarray, boxes: list[Box] | None = None, *, threshold: float = 0.5, min_size: int = 0
+        self, image: np.ndarray, boxes: list[Box] | None = None, *, post: PostProcessing | None = None
     ) -> np.ndarray:
-        """Binary ``uint8`` mask (0/255) of one slice; see :meth:`probabilities` and :func:`postprocess`."""
-        return postprocess(self.probabilities(image, boxes), threshold=threshold, min_size=min_size)
+        """Binary ``uint8`` mask (0/255) of one 2-D image, post-processed as ``sam-mito predict`` does.
+
+        The same as :func:`~sam_mito.inference.pipeline.segment_volume` on the image: threshold,
+        hole filling and the 2-D size filter of ``post`` (default :attr:`post`).
+        """
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise SamMitoError(f"image has shape {image.shape}; expected a 2-D (height, width) image")
+        return segment_volume(self, image, boxes=boxes, post=post, labels=False).mask
 
 
-def postprocess(probability: np.ndarray, *, threshold: float = 0.5, min_size: int = 0) -> np.ndarray:
-    """Threshold a probability map into a 0/255 ``uint8`` mask, dropping objects under ``min_size`` pixels."""
-    mask = probability > threshold
-    if min_size > 0:
-        labels = label_instances(mask)
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        mask &= ~small[labels]
-    return mask.astype(np.uint8) * 255
-
-
-def read_boxes(path: str | Path, shape: tuple[int, ...]) -> dict[int, list[Box]]:
-    """Read a boxes JSON file and check every box lies inside the ``(Z, H, W)`` volume.
-
-    The file holds either a list of ``[x0, y0, x1, y1]`` boxes (used on every slice) or an object
-    mapping slice indices to such lists (``{"0": [[10, 12, 80, 90]], "7": [...]}``); coordinates
-    are pixels of the slice, inclusive.
-    """
-    depth, height, width = shape
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SamMitoError(f"{path}: cannot read boxes JSON ({err})") from err
-    if isinstance(data, list):
-        data = {str(z): data for z in range(depth)}
-    if not isinstance(data, dict):
-        raise SamMitoError(f"{path}: expected a list of boxes or an object of slice index -> boxes")
-    per_slice = {}
-    for key, boxes in data.items():
-        if not (str(key).isdigit() and int(key) < depth):
-            raise SamMitoError(f"{path}: slice key '{key}' is not a slice index in 0..{depth - 1}")
-        if not isinstance(boxes, list):
-            raise SamMitoError(f"{path}: slice {key}: expected a list of [x0, y0, x1, y1] boxes")
-        for box in boxes:
-            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) for v in box)):
-                raise SamMitoError(f"{path}: slice {key}: box {box!r} is not [x0, y0, x1, y1]")
-            x0, y0, x1, y1 = box
-            if not (0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height):
-                raise SamMitoError(
-                    f"{path}: slice {key}: box {box} is outside the {width}x{height} image "
-                    "(expected 0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height)"
-                )
-        per_slice[int(key)] = boxes
-    return per_slice
-
-
-def predict_stack(
-    segmenter: Segmenter,
-    input_path: str | Path,
-    output_path: str | Path,
-    *,
-    boxes_path: str | Path | None = None,
-    probabilities_path: str | Path | None = None,
-    threshold: float = 0.5,
-    min_size: int = 0,
-) -> tuple[int, ...]:
-    """Segment an image, stack or slice folder into a 0/255 ``uint8`` TIFF of the same shape.
-
-    The input is normalised by the rule the model was trained with (``config.sam_mito``), after
-    one pass that refuses non-finite intensities. Slices stream through one at a time; the mask
-    (and the float32 probability map, if asked for) are written to temporary files beside the
-    outputs and renamed into place only when every slice is done, so a failure leaves nothing
-    half-written. An output may not be an input, lie inside an input folder, be a folder, or
-    name the same path as the other output. Returns the output shape.
-    """
-    outputs = {"output_path": output_path, "probabilities_path": probabilities_path}
-    check_outputs(outputs, {"input_path": input_path, "boxes_path": boxes_path})
-    for name, path in outputs.items():
-        check_output_file(path, name=name)
-    volume = open_volume(input_path)
-    volume_shape = volume.shape
-    shape = volume.shape[1:] if volume.single_image else volume.shape
-    boxes = read_boxes(boxes_path, volume_shape) if boxes_path is not None else None
-    if segmenter.mode == "boxes" and boxes is None:
-        raise SamMitoError("mode 'boxes' needs a boxes JSON file (--boxes)")
-    slices = volume.slices(segmenter.normalization)
-    first = next(slices)  # checks the rule and scans the volume (NaN, inf) before anything is written
-    targets = [Path(output_path)] + ([Path(probabilities_path)] if probabilities_path else [])
-    with contextlib.ExitStack() as files:  # writers close before their files are renamed into place
-        writers = [
-            files.enter_context(tifffile.TiffWriter(files.enter_context(atomic_file(t)))) for t in targets
-        ]
-        slices = itertools.chain([first], slices)
-        progress = tqdm(slices, total=volume_shape[0], desc="predicting", unit="slice")
-        for index, image in enumerate(progress):
-            probability = segmenter.probabilities(image, boxes.get(index, []) if boxes else None)
-            writers[0].write(
-                postprocess(probability, threshold=threshold, min_size=min_size), contiguous=True
+def _saved_settings(name_or_path: str, **hub) -> dict:
+    """The settings in a checkpoint's ``inference_config.json``, or {} when it has none."""
+    local = Path(tiny_base_path() if name_or_path == TINY_BASE else name_or_path)
+    if local.is_dir():
+        path = local / INFERENCE_CONFIG
+        if not path.exists():
+            return {}
+    else:
+        try:
+            path = hf_hub_download(
+                name_or_path, INFERENCE_CONFIG, **{k: v for k, v in hub.items() if v is not None}
             )
-            if len(writers) > 1:
-                writers[1].write(probability, contiguous=True)
-    logger.info("wrote %s %s (%d encoder passes)", output_path, shape, segmenter.encoder_passes)
-    return shape
+        except (OSError, ValueError):  # not on the Hub (or offline): no saved settings
+            return {}
+    try:
+        return dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        raise SamMitoError(f"{path}: not a JSON object of inference settings ({err})") from err

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,20 +42,13 @@ from tqdm.auto import tqdm
 
 from sam_mito.errors import SamMitoError
 from sam_mito.files import atomic_file
-from sam_mito.inference.postprocessing import (
-    DEFAULT_FILL_HOLES,
-    DEFAULT_OPENING,
-    PostProcessing,
-    clean_slice,
-    drop_small_objects,
-)
-from sam_mito.inference.segmenter import Segmenter, check_output_file, read_boxes
-from sam_mito.inference.zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, smooth_slices, window_slices
+from sam_mito.inference.pipeline import PredictionSummary, finished_slices, read_boxes
+from sam_mito.inference.postprocessing import PostProcessing, drop_small_objects
+from sam_mito.inference.segmenter import Segmenter, check_output_file
 from sam_mito.version import __version__
 from sam_mito.volumes.instances import label_mask
 from sam_mito.volumes.omezarr import create_image, open_image
 from sam_mito.volumes.reading import is_zarr, open_volume
-from sam_mito.volumes.volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +81,9 @@ def predict_volume(
     labels_path: str | Path | None = None,
     probabilities_path: str | Path | None = None,
     boxes_path: str | Path | None = None,
-    threshold: float = 0.5,
-    z_window: int = DEFAULT_Z_WINDOW,
-    z_weighting: str = DEFAULT_Z_WEIGHTING,
-    opening: int = DEFAULT_OPENING,
-    fill_holes: bool = DEFAULT_FILL_HOLES,
-    min_size: int | None = None,
+    post: PostProcessing | None = None,
     overwrite: bool = False,
-) -> dict:
+) -> PredictionSummary:
     """Segment an image, stack, slice folder or zarr into a 0/255 ``uint8`` mask of the same shape.
 
     Parameters
@@ -114,31 +102,20 @@ def predict_volume(
         with a zarr output, TIFF with a TIFF one.
     boxes_path : str or Path, keyword-only
         Boxes JSON for ``boxes`` mode (see :func:`sam_mito.inference.segmenter.read_boxes`).
-    threshold, z_window, z_weighting, opening, fill_holes, min_size : keyword-only
-        See :class:`sam_mito.inference.postprocessing.PostProcessing`: probability threshold, z-window
-        (odd number of slices, 1: off) and its weighting, per-slice opening radius and hole
-        filling, smallest object kept (voxels, 3D, in a stack; pixels in a single image; None:
-        the default for the input).
+    post : PostProcessing, keyword-only
+        Threshold, z-window, opening, hole filling and size filter; default: the segmenter's
+        (``PostProcessing()`` unless it was loaded with other settings). The same steps as
+        :func:`sam_mito.inference.pipeline.segment_volume`, which returns arrays instead.
     overwrite : bool, keyword-only
         Replace a finished zarr output (or one started with other settings, or not made by
         sam-mito), and existing labels; an unfinished run of the same settings still resumes.
 
     Returns
     -------
-    dict
-        ``shape``, ``encoder_passes`` (this process), ``slices_predicted``, ``slices_skipped``,
-        ``halo_slices`` (predicted again for the z-window only), ``postprocessing`` (the settings);
-        ``objects_removed``/``objects_kept`` by the size filter (first process); with labels,
-        ``instances`` and ``instance_sizes`` (voxel quantiles ``p0``..``p100``).
+    PredictionSummary
+        What was predicted, filtered and labelled (this process's counts).
     """
-    post = PostProcessing(
-        threshold=threshold,
-        z_window=z_window,
-        z_weighting=z_weighting,
-        opening=opening,
-        fill_holes=fill_holes,
-        min_size=min_size,
-    )
+    post = post or segmenter.post
     rank, world, barrier = _processes(segmenter)
     volume = open_volume(input_path)
     post = post.for_volume(volume)
@@ -161,7 +138,7 @@ def predict_volume(
     if not is_zarr(output_path):
         summary = _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, post)
         if labels_path is not None:
-            summary.update(label_mask(open_volume(output_path), labels_path))
+            summary.record(label_mask(open_volume(output_path), labels_path))
         return summary
     settings = _settings(segmenter, volume, input_path, outputs, boxes_path, post)
     resume = _existing_run(Path(output_path), settings, overwrite=overwrite)
@@ -180,18 +157,14 @@ def predict_volume(
     depth = volume.shape[0]
     assigned = range(rank * depth // world, (rank + 1) * depth // world)
     mine = [z for z in assigned if z not in done]
-    summary = {"shape": volume.shape[1:] if volume.single_image else volume.shape}
-    for z, probability, mask in _finished_slices(segmenter, volume, mine, boxes, post, summary, rank=rank):
+    summary = PredictionSummary(shape=volume.shape[1:] if volume.single_image else volume.shape)
+    for z, probability, mask in finished_slices(segmenter, volume, mine, boxes, post, summary, rank=rank):
         masks[z] = mask
         if probabilities is not None:
             probabilities[z] = probability
         (progress / f"{z:06d}").touch()  # only now is the slice complete
-    summary.update(
-        encoder_passes=segmenter.encoder_passes,
-        slices_skipped=len(assigned) - len(mine),
-        process=rank,
-        processes=world,
-    )
+    summary.encoder_passes, summary.slices_skipped = segmenter.encoder_passes, len(assigned) - len(mine)
+    summary.process, summary.processes = rank, world
     barrier()
     if rank == 0:
         missing = sorted(set(range(depth)) - {int(p.name) for p in progress.iterdir()})
@@ -204,9 +177,9 @@ def predict_volume(
             for block, mask, changed in tqdm(blocks, desc="dropping small objects", unit="block"):
                 if changed:
                     masks[block] = mask
-            summary.update(removed)
+            summary.record(removed)
         if labels_path is not None:
-            summary.update(label_mask(open_volume(output_path), labels_path))
+            summary.record(label_mask(open_volume(output_path), labels_path))
         group = open_image(output_path)[0]
         group.attrs[RUN_ATTR] = {**settings, "complete": True}
         shutil.rmtree(progress)
@@ -298,7 +271,7 @@ def _create(shape, output_path, probabilities_path, labels_path, settings) -> No
 
 def _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, post) -> dict:
     """One process writes the mask (and probabilities) as TIFF, atomically: nothing until finished."""
-    summary = {"shape": volume.shape[1:] if volume.single_image else volume.shape}
+    summary = PredictionSummary(shape=volume.shape[1:] if volume.single_image else volume.shape)
     with contextlib.ExitStack() as files:
         partial = files.enter_context(atomic_file(output_path))
         unfiltered = partial
@@ -312,7 +285,7 @@ def _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, pos
             if probabilities_path is not None:
                 probabilities = writers.enter_context(tifffile.TiffWriter(probabilities_partial))
             slices = range(volume.shape[0])
-            for _, probability, mask in _finished_slices(segmenter, volume, slices, boxes, post, summary):
+            for _, probability, mask in finished_slices(segmenter, volume, slices, boxes, post, summary):
                 masks.write(mask, contiguous=True)
                 if probabilities_path is not None:
                     probabilities.write(probability, contiguous=True)
@@ -322,37 +295,7 @@ def _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, pos
                 for _, mask, _ in blocks:
                     for page in mask:
                         filtered.write(page, contiguous=True)
-            summary.update(removed)
-    logger.info("wrote %s %s (%d encoder passes)", output_path, summary["shape"], segmenter.encoder_passes)
-    return {**summary, "encoder_passes": segmenter.encoder_passes, "slices_skipped": 0}
-
-
-def _finished_slices(
-    segmenter: Segmenter,
-    volume: Volume,
-    targets: list[int] | range,
-    boxes: dict | None,
-    post: PostProcessing,
-    summary: dict,
-    *,
-    rank: int = 0,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(z, z-smoothed probability, cleaned 0/255 mask)`` of the slices ``targets``, in order.
-
-    The slices within ``post.z_window // 2`` of a target are predicted too (the halo); ``summary``
-    gets ``slices_predicted``, ``halo_slices`` and ``postprocessing``.
-    """
-    depth = volume.shape[0]
-    needed = window_slices(targets, depth, post.z_window)
-    summary.update(
-        slices_predicted=len(targets), halo_slices=len(needed) - len(targets), postprocessing=post.settings()
-    )
-    slices = volume.slices(segmenter.normalization, indices=needed)
-    progress = tqdm(slices, total=len(needed), desc=f"predicting (process {rank})", unit="slice")
-    raw = (
-        (z, segmenter.probabilities(image, boxes.get(z, []) if boxes else None))
-        for z, image in zip(needed, progress, strict=True)
-    )
-    smoothed = smooth_slices(raw, targets, depth=depth, window=post.z_window, weighting=post.z_weighting)
-    for z, probability in smoothed:
-        yield z, probability, clean_slice(probability, post)
+            summary.record(removed)
+    logger.info("wrote %s %s (%d encoder passes)", output_path, summary.shape, segmenter.encoder_passes)
+    summary.encoder_passes = segmenter.encoder_passes
+    return summary

@@ -117,9 +117,12 @@ def family_of(config, *, source: str | None = None) -> Family:
     )
 
 
-def load_model(source: str, config_dict: dict, family: Family):
-    """Load ``source`` with its family's class (SDPA attention); SAM 2.1 video checkpoints as ``Sam2Model``."""
-    kwargs = {}
+def load_model(source: str, config_dict: dict, family: Family, **hub):
+    """Load ``source`` with its family's class (SDPA attention); SAM 2.1 video checkpoints as ``Sam2Model``.
+
+    ``hub`` holds ``revision`` and ``token`` for a Hub id.
+    """
+    kwargs = dict(hub)
     if config_dict.get("model_type") == "sam2_video":  # the Hub's SAM 2.1 repos: keep the image model
         parts = {
             key: {k: v for k, v in config_dict[key].items() if k != "model_type"}
@@ -235,15 +238,20 @@ def processor_for(config):
     return (SamHQProcessor if family.name == "sam_hq" else SamProcessor)(image_processor=image_processor)
 
 
-def load_processor(source: str, config):
-    """The processor saved with a checkpoint (Hub id or folder), or None if it has none."""
+def load_processor(source: str, config, **hub):
+    """The processor saved with a checkpoint (Hub id or folder), or None if it has none.
+
+    ``hub`` holds ``revision`` and ``token`` for a Hub id.
+    """
     from transformers.image_processing_base import ImageProcessingMixin
 
     family = family_of(config)
     try:
         if family.name != "sam2":
-            return (SamHQProcessor if family.name == "sam_hq" else SamProcessor).from_pretrained(source)
-        values, _ = ImageProcessingMixin.get_image_processor_dict(source)
+            return (SamHQProcessor if family.name == "sam_hq" else SamProcessor).from_pretrained(
+                source, **hub
+            )
+        values, _ = ImageProcessingMixin.get_image_processor_dict(source, **hub)
     except (OSError, ValueError):
         return None
     image_processor = TorchSam2ImageProcessor.from_dict(values, source=source, size=input_size(config))

@@ -22,6 +22,7 @@ from transformers import (
 
 from sam_mito.errors import SamMitoError
 from sam_mito.models import families
+from sam_mito.models.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +67,44 @@ def processor_for(config) -> SamProcessor:
     return families.processor_for(config)
 
 
-def load_sam(name_or_path: str = DEFAULT_MODEL) -> tuple[SamModel, SamProcessor]:
+def load_sam(
+    name_or_path: str = DEFAULT_MODEL,
+    *,
+    device: str | torch.device | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> tuple[SamModel, SamProcessor]:
     """Load a SAM, SAM-HQ or SAM 2.1 model and its processor from a Hub id, a folder, or :data:`TINY_BASE`.
 
     The family comes from the checkpoint's ``model_type`` (:func:`sam_mito.models.families.family_of`).
     Never runs remote code. Without network access, a Hub id that is not in the local cache fails
     with one line suggesting the local-folder route.
+
+    Parameters
+    ----------
+    name_or_path : str
+        Hub id, local folder, or :data:`TINY_BASE`.
+    device : str or torch.device, keyword-only
+        Where the model goes (checked first, before anything loads); default
+        :func:`sam_mito.models.devices.default_device`: the ``accelerate launch`` process's device,
+        else CUDA when present, else the CPU.
+    revision, token : keyword-only
+        The Hub revision (branch, tag or commit) and token, as for transformers'
+        ``from_pretrained``; never logged or written.
+
+    Returns
+    -------
+    model, processor
+        The model in eval mode on ``device``, and its processor.
     """
+    target = resolve_device(device)
+    hub = {key: value for key, value in (("revision", revision), ("token", token)) if value is not None}
     source = str(tiny_base_path()) if name_or_path == TINY_BASE else str(name_or_path)
     local = Path(source)
     if local.exists() and not (local / "config.json").exists():
         raise SamMitoError(f"{source}: not a SAM checkpoint folder (no config.json)")
     try:
-        config_dict, _ = PreTrainedConfig.get_config_dict(source)
+        config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub)
     except (OSError, ValueError) as err:
         raise SamMitoError(
             f"cannot load SAM '{name_or_path}': {str(err).splitlines()[0]} "
@@ -86,18 +112,18 @@ def load_sam(name_or_path: str = DEFAULT_MODEL) -> tuple[SamModel, SamProcessor]
         ) from err
     family = families.family_of(config_dict, source=source)
     try:
-        model = families.load_model(source, config_dict, family)
+        model = families.load_model(source, config_dict, family, **hub)
     except (OSError, SafetensorError) as err:
         weights = local / "model.safetensors" if local.is_dir() else source
         raise SamMitoError(
             f"{weights}: cannot load the SAM weights ({str(err).splitlines()[0]}); the file is missing, "
             "truncated or corrupt: copy or download it again"
         ) from err
-    processor = families.load_processor(source, model.config)
+    processor = families.load_processor(source, model.config, **hub)
     if processor is None:
         logger.warning("%s has no processor config; using one matched to the model's input size", source)
         processor = processor_for(model.config)
-    return model, processor
+    return model.to(target).eval(), processor
 
 
 def freeze_for_decoder_training(model: SamModel) -> tuple[int, int]:

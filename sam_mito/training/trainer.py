@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -13,6 +14,7 @@ import torch
 from transformers import EvalPrediction, SamModel, SamProcessor, Trainer, set_seed
 from transformers.trainer_utils import HubStrategy
 
+from sam_mito.data.patches import load_patches
 from sam_mito.data.prompts import jitter_boxes
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.metrics import dice_iou
@@ -29,6 +31,7 @@ from sam_mito.models.loading import (
     tiny_base_path,
 )
 from sam_mito.paths import public_json, public_name
+from sam_mito.results import Result
 from sam_mito.training.config import RUN_RECORD, SamMitoConfig
 from sam_mito.training.losses import MaskDecoderLoss
 from sam_mito.training.processes import (
@@ -333,8 +336,32 @@ class SamMitoTrainer(AllowListedPushes, Trainer):
         info.write(self.args.output_dir, model_name=model_name)
 
 
-def train(config: SamMitoConfig) -> dict[str, float]:
-    """The fine-tuning recipe over :class:`SamMitoTrainer`; returns the final metrics.
+@dataclass
+class TrainingResult(Result):
+    """What :func:`train` did: where the model is and its final metrics.
+
+    Attributes
+    ----------
+    output_dir : str
+        The model folder.
+    train_metrics : dict
+        The Trainer's training metrics (``train_loss``, ``train_runtime``, ...).
+    eval_metrics : dict or None
+        ``eval_*`` metrics on the evaluation split; None without one.
+    """
+
+    output_dir: str
+    train_metrics: dict
+    eval_metrics: dict | None = None
+
+    @property
+    def metrics(self) -> dict:
+        """Training and evaluation metrics in one dict, as ``all_results.json`` holds them."""
+        return {**self.train_metrics, **(self.eval_metrics or {})}
+
+
+def train(config: SamMitoConfig) -> TrainingResult:
+    """The fine-tuning recipe over :class:`SamMitoTrainer`; returns where the model is and its metrics.
 
     Check the settings and ``output_dir`` (:func:`prepare_output_dir`), load the prepared splits,
     let the Trainer load and freeze the base SAM and encode the patches once, train, save model +
@@ -347,10 +374,8 @@ def train(config: SamMitoConfig) -> dict[str, float]:
 
     Returns
     -------
-    dict
-        Training metrics, plus ``eval_*`` metrics when there is an evaluation split.
+    TrainingResult
     """
-    from sam_mito.data.patches import load_patches
 
     if config.dataset is None:
         raise SamMitoError("no dataset given: set `dataset` to a folder or Hub id made by `sam-mito prepare`")
@@ -364,16 +389,15 @@ def train(config: SamMitoConfig) -> dict[str, float]:
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
-    metrics = dict(result.metrics)
+    eval_metrics = None
     if eval_split is not None:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
-        metrics.update(eval_metrics)
     trainer.create_model_card()
     if config.push_to_hub:
         trainer.push_to_hub()
     # every process finishes before the process group goes: a rank leaving gloo early can abort another
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()
-    return metrics
+    return TrainingResult(str(config.output_dir), dict(result.metrics), eval_metrics)

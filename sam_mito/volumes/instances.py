@@ -262,8 +262,6 @@ def label_mask(mask: Volume, labels_path: str | Path) -> dict:
     """
     target = Path(labels_path)
     grid = block_grid(mask.shape, mask.chunks if is_zarr(target) else None)
-    sizes = SizeCounter()
-    labeler, blocks = label_blocks(grid, lambda block: mask.block(*block) > 0)
     with contextlib.ExitStack() as stack:
         if is_zarr(target):
             staging = stack.enter_context(atomic_directory(target, overwrite=True))
@@ -279,9 +277,33 @@ def label_mask(mask: Volume, labels_path: str | Path) -> dict:
                 for page in labels:
                     writer.write(page, contiguous=True)
 
-        for block, labels in tqdm(blocks, total=int(np.prod(grid.counts)), desc="labelling", unit="block"):
-            write(block, labels)
-            sizes.add(labels[labels > 0])
-    counts = sizes.result()[1]
-    logger.info("wrote %s: %d instances", target, labeler.count)
-    return {"instances": labeler.count, "instance_sizes": size_quantiles(counts)}
+        summary = _label(mask, grid, write)
+    logger.info("wrote %s: %d instances", target, summary["instances"])
+    return summary
+
+
+def label_array(mask: Volume) -> tuple[np.ndarray, dict]:
+    """The labels :func:`label_mask` writes to a TIFF, as a ``uint32`` array in memory.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        ``uint32`` of ``mask.shape``, 0 = background.
+    summary : dict
+        ``instances`` and ``instance_sizes``, as :func:`label_mask` returns.
+    """
+    labels = np.zeros(mask.shape, np.uint32)
+    summary = _label(
+        mask, block_grid(mask.shape, None), lambda block, values: labels.__setitem__(block, values)
+    )
+    return labels, summary
+
+
+def _label(mask: Volume, grid: BlockGrid, write: Callable[[Block, np.ndarray], None]) -> dict:
+    """Label ``mask`` over ``grid``, handing each block's labels to ``write`` in C order."""
+    sizes = SizeCounter()
+    labeler, blocks = label_blocks(grid, lambda block: mask.block(*block) > 0)
+    for block, labels in tqdm(blocks, total=int(np.prod(grid.counts)), desc="labelling", unit="block"):
+        write(block, labels)
+        sizes.add(labels[labels > 0])
+    return {"instances": labeler.count, "instance_sizes": size_quantiles(sizes.result()[1])}

@@ -53,7 +53,7 @@ def small_blocks(monkeypatch):
 
 
 def _check_hand_computed(scores):
-    assert list(scores) == [
+    assert list(scores.to_dict()) == [
         "foreground_iou",
         "foreground_dice",
         "instance_precision",

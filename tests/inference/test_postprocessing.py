@@ -42,14 +42,13 @@ def test_a_speck_under_the_size_limit_goes_and_objects_over_it_stay_counted_in_3
         tmp_path / "stack.tif",
         tmp_path / output,
         labels_path=tmp_path / "labels.tif",
-        z_window=1,
-        min_size=100,
+        post=PostProcessing(z_window=1, min_size=100),
     )
     mask = open_volume(tmp_path / output).raw() > 0
     expected = maps > 0.5
     expected[3, 30:32, 50:52] = False  # 4 voxels: dropped; 120 voxels over 3 slices of 40 pixels: kept
     assert np.array_equal(mask, expected)
-    assert (summary["objects_removed"], summary["objects_kept"], summary["instances"]) == (1, 2, 2)
+    assert (summary.objects_removed, summary.objects_kept, summary.instances) == (1, 2, 2)
     assert tifffile.imread(tmp_path / "labels.tif").max() == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["stack.tif", output, "labels.tif"])
 
@@ -60,7 +59,10 @@ def test_in_a_single_image_the_size_limit_counts_pixels(tmp_path):
     maps[0, 33:38, 50:55] = 0.9  # 25 pixels
     tifffile.imwrite(tmp_path / "image.tif", index_stack(*maps.shape)[0])
     predicting.predict_volume(
-        ScriptedSegmenter(maps), tmp_path / "image.tif", tmp_path / "mask.tif", min_size=100
+        ScriptedSegmenter(maps),
+        tmp_path / "image.tif",
+        tmp_path / "mask.tif",
+        post=PostProcessing(min_size=100),
     )
     mask = tifffile.imread(tmp_path / "mask.tif") > 0
     assert mask.shape == (40, 60)
@@ -127,7 +129,9 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, kwargs, message):
     tifffile.imwrite(tmp_path / "stack.tif", index_stack(2, 8, 8), photometric="minisblack")
     segmenter = ScriptedSegmenter(np.zeros((2, 8, 8)))
     with pytest.raises(SamMitoError, match=message):
-        predicting.predict_volume(segmenter, tmp_path / "stack.tif", tmp_path / "mask.zarr", **kwargs)
+        predicting.predict_volume(
+            segmenter, tmp_path / "stack.tif", tmp_path / "mask.zarr", post=PostProcessing(**kwargs)
+        )
     assert segmenter.calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]
 
 
@@ -163,7 +167,7 @@ def test_a_size_filter_killed_half_way_is_finished_by_running_the_command_again(
     maps = _scene()
     maps[0, 30:32, 30:32] = maps[5, 30:32, 30:32] = 0.9  # specks in the first and last slices
     tifffile.imwrite(tmp_path / "stack.tif", index_stack(*maps.shape), photometric="minisblack")
-    kwargs = {"z_window": 1, "min_size": 100, "labels_path": tmp_path / "labels.zarr"}
+    kwargs = {"post": PostProcessing(z_window=1, min_size=100), "labels_path": tmp_path / "labels.zarr"}
     predicting.predict_volume(
         ScriptedSegmenter(maps), tmp_path / "stack.tif", tmp_path / "mask.zarr", **kwargs
     )
@@ -212,6 +216,6 @@ def test_a_tiff_run_that_fails_in_the_size_filter_leaves_nothing(tmp_path, monke
             tmp_path / "stack.tif",
             tmp_path / "mask.tif",
             probabilities_path=tmp_path / "p.tif",
-            min_size=10,
+            post=PostProcessing(min_size=10),
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stack.tif"]

@@ -11,14 +11,14 @@ from PIL import Image
 from sam_mito.cli.main import main
 from sam_mito.data.synthetic import synthetic_volume
 from sam_mito.errors import SamMitoError
+from sam_mito.inference.pipeline import read_boxes
+from sam_mito.inference.postprocessing import PostProcessing
 from sam_mito.inference.segmenter import (
     Segmenter,
-    postprocess,
-    predict_stack,
-    read_boxes,
     stitch,
     tile_origins,
 )
+from sam_mito.inference.volume_prediction import predict_volume
 from sam_mito.models.loading import load_sam
 from sam_mito.volumes.reading import open_volume
 
@@ -101,15 +101,22 @@ def test_box_mode_encodes_only_tiles_a_box_touches(tiny_model_dir):
         segmenter.probabilities(image)
 
 
-def test_postprocess_thresholds_and_drops_small_objects():
+def test_segment_thresholds_fills_holes_and_drops_small_objects_as_predict_does(monkeypatch, tiny_model_dir):
     probability = np.zeros((6, 6), dtype=np.float32)
-    probability[0:3, 0:3] = 0.9  # 9 pixels
+    probability[0:3, 0:3] = 0.9  # 9 pixels, with a hole at (1, 1)
+    probability[1, 1] = 0.1
     probability[5, 5] = 0.8  # 1 pixel
-    probability[4, 0] = 0.4  # below threshold
-    mask = postprocess(probability, threshold=0.5, min_size=2)
-    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
-    assert (mask == 255).sum() == 9 and mask[5, 5] == 0
-    assert postprocess(probability, threshold=0.5)[5, 5] == 255
+    probability[4, 0] = 0.4  # below the threshold
+    segmenter = Segmenter(*load_sam(str(tiny_model_dir)))
+    monkeypatch.setattr(segmenter, "probabilities", lambda image, boxes=None: probability)
+    mask = segmenter.segment(np.zeros((6, 6), np.uint8), post=PostProcessing(min_size=2))
+    expected = np.zeros((6, 6), np.uint8)
+    expected[0:3, 0:3] = 255  # hole filled, the 1-pixel object dropped
+    np.testing.assert_array_equal(mask, expected)
+    unfiltered = segmenter.segment(
+        np.zeros((6, 6), np.uint8), post=PostProcessing(min_size=0, fill_holes=False)
+    )
+    assert unfiltered[5, 5] == 255 and unfiltered[1, 1] == 0
 
 
 def test_boxes_json_forms(tmp_path):
@@ -143,14 +150,15 @@ def test_bad_boxes_json_is_one_clear_error(tmp_path, content, message):
 def test_streamed_volume_equals_per_slice_calls(tiny_model_dir, stack_path, tmp_path):
     segmenter = Segmenter(*load_sam(str(tiny_model_dir)), tile=128, overlap=16)
     out, probs = tmp_path / "pred.tif", tmp_path / "prob.tif"
-    shape = predict_stack(segmenter, stack_path, out, probabilities_path=probs, min_size=4)
+    per_slice = PostProcessing(z_window=1, min_size=0)  # each slice on its own, as segment() sees it
+    summary = predict_volume(segmenter, stack_path, out, probabilities_path=probs, post=per_slice)
     images = tifffile.imread(stack_path)
     written, written_probs = tifffile.imread(out), tifffile.imread(probs)
-    assert shape == images.shape == written.shape == written_probs.shape
+    assert tuple(summary.shape) == images.shape == written.shape == written_probs.shape
     assert written.dtype == np.uint8 and written_probs.dtype == np.float32
     for image, mask, probability in zip(images, written, written_probs, strict=True):
         np.testing.assert_array_equal(probability, segmenter.probabilities(image))
-        np.testing.assert_array_equal(mask, segmenter.segment(image, min_size=4))
+        np.testing.assert_array_equal(mask, segmenter.segment(image, post=per_slice))
 
 
 def test_slices_are_read_lazily_from_folders_and_tiff_pages(stack_path, tmp_path):

@@ -14,6 +14,7 @@ from sam_mito.cli.main import main
 from sam_mito.data.synthetic import synthetic_volume
 from sam_mito.errors import SamMitoError
 from sam_mito.inference import volume_prediction as predicting
+from sam_mito.inference.postprocessing import PostProcessing
 from sam_mito.inference.segmenter import Segmenter
 from sam_mito.models.loading import TINY_BASE, load_sam
 from sam_mito.volumes.instances import STRUCTURE
@@ -46,7 +47,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 def test_zarr_mask_equals_the_tiff_one_and_labels_are_its_3d_components(model, stack_path, tmp_path):
     segmenter = _segmenter(model)
-    unfiltered = {"threshold": 0.45, "fill_holes": False, "min_size": 0}  # the mask is the thresholded map
+    unfiltered = {"post": PostProcessing(threshold=0.45, fill_holes=False, min_size=0)}  # the thresholded map
     tiff = predicting.predict_volume(segmenter, stack_path, tmp_path / "mask.tif", **unfiltered)
     summary = predicting.predict_volume(
         _segmenter(model),
@@ -63,7 +64,7 @@ def test_zarr_mask_equals_the_tiff_one_and_labels_are_its_3d_components(model, s
     assert not (tmp_path / "mask.zarr" / predicting.PROGRESS_DIR).exists()
     expected = tifffile.imread(tmp_path / "mask.tif")
     assert np.array_equal(mask.raw(), expected) and 0 < (expected > 0).mean() < 1
-    assert summary["slices_predicted"] == 4 and summary["encoder_passes"] == tiff["encoder_passes"] == 4 * 2
+    assert summary.slices_predicted == 4 and summary.encoder_passes == tiff.encoder_passes == 4 * 2
     probabilities = open_volume(tmp_path / "probs.zarr").raw()
     assert probabilities.dtype == np.float32 and np.array_equal(probabilities > 0.45, expected > 0)
 
@@ -71,11 +72,11 @@ def test_zarr_mask_equals_the_tiff_one_and_labels_are_its_3d_components(model, s
     assert labels.dtype == np.uint32 and "image-label" in labels.attrs
     ours = labels.raw()
     scipy_labels, count = ndimage.label(expected > 0, structure=STRUCTURE)
-    assert summary["instances"] == count == ours.max() > 1
+    assert summary.instances == count == ours.max() > 1
     assert np.array_equal(ours > 0, expected > 0)
     assert np.unique(np.stack([ours[ours > 0], scipy_labels[ours > 0]]), axis=1).shape[1] == count
     sizes = np.bincount(ours.ravel())[1:]
-    assert summary["instance_sizes"]["p0"] == sizes.min() and summary["instance_sizes"]["p100"] == sizes.max()
+    assert summary.instance_sizes["p0"] == sizes.min() and summary.instance_sizes["p100"] == sizes.max()
 
 
 def test_tiff_labels_from_the_cli(model, stack_path, tmp_path, capsys):
@@ -94,7 +95,11 @@ class _Killed(Exception):
 
 def test_killed_run_resumes_and_ends_byte_identical(model, stack_path, tmp_path, monkeypatch):
     out, labels = tmp_path / "mask.zarr", tmp_path / "labels.zarr"
-    kwargs = {"labels_path": labels, "probabilities_path": tmp_path / "p.zarr", "z_window": 1}  # per slice
+    kwargs = {
+        "labels_path": labels,
+        "probabilities_path": tmp_path / "p.zarr",
+        "post": PostProcessing(z_window=1),
+    }
     predicting.predict_volume(_segmenter(model), stack_path, out, **kwargs)
     uninterrupted = {name: _tree(tmp_path / name) for name in ("mask.zarr", "labels.zarr", "p.zarr")}
     predicting.predict_volume(_segmenter(model), stack_path, out, overwrite=True, **kwargs)
@@ -117,7 +122,7 @@ def test_killed_run_resumes_and_ends_byte_identical(model, stack_path, tmp_path,
 
     resumed = _segmenter(model)
     summary = predicting.predict_volume(resumed, stack_path, out, **kwargs)
-    assert (summary["slices_skipped"], summary["slices_predicted"]) == (2, 2)
+    assert (summary.slices_skipped, summary.slices_predicted) == (2, 2)
     assert resumed.encoder_passes == 2 * 2
     assert {name: _tree(tmp_path / name) for name in uninterrupted} == uninterrupted
 
@@ -131,9 +136,11 @@ def test_finished_or_changed_runs_are_refused_without_overwrite(model, stack_pat
     group = predicting.open_image(out)[0]
     group.attrs["sam_mito"] = {**group.attrs["sam_mito"], "complete": False}
     with pytest.raises(SamMitoError, match="started with other settings \\(threshold\\)"):
-        predicting.predict_volume(_segmenter(model), stack_path, out, threshold=0.7)
-    summary = predicting.predict_volume(_segmenter(model), stack_path, out, threshold=0.7, overwrite=True)
-    assert summary["slices_predicted"] == 4
+        predicting.predict_volume(_segmenter(model), stack_path, out, post=PostProcessing(threshold=0.7))
+    summary = predicting.predict_volume(
+        _segmenter(model), stack_path, out, post=PostProcessing(threshold=0.7), overwrite=True
+    )
+    assert summary.slices_predicted == 4
 
 
 def _bad_cases(tmp_path, stack_path):

@@ -17,6 +17,7 @@ from scipy import ndimage
 from sam_mito.data.synthetic import synthetic_volume
 from sam_mito.errors import SamMitoError
 from sam_mito.inference import volume_prediction as predicting
+from sam_mito.inference.postprocessing import PostProcessing
 from sam_mito.inference.zcontext import smooth_slices, window_slices, z_weights
 from sam_mito.models.loading import TINY_BASE
 from sam_mito.volumes.instances import STRUCTURE
@@ -47,7 +48,10 @@ def test_an_object_present_in_alternate_slices_is_restored_by_the_z_window(tmp_p
     common = {"fill_holes": False, "min_size": 0}
 
     predicting.predict_volume(
-        ScriptedSegmenter(maps), tmp_path / "stack.tif", tmp_path / "off.tif", z_window=1, **common
+        ScriptedSegmenter(maps),
+        tmp_path / "stack.tif",
+        tmp_path / "off.tif",
+        post=PostProcessing(z_window=1, **common),
     )
     off = tifffile.imread(tmp_path / "off.tif") > 0
     assert [bool(s[disk].all()) for s in off] == [z % 2 == 0 for z in range(9)]  # flickers slice to slice
@@ -58,13 +62,11 @@ def test_an_object_present_in_alternate_slices_is_restored_by_the_z_window(tmp_p
         tmp_path / "stack.tif",
         tmp_path / "on.zarr",
         labels_path=tmp_path / "labels.zarr",
-        z_window=window,
-        z_weighting=weighting,
-        **common,
+        post=PostProcessing(z_window=window, z_weighting=weighting, **common),
     )
     on = open_volume(tmp_path / "on.zarr").raw() > 0
     assert np.array_equal(on, np.broadcast_to(disk, on.shape))  # whole in every slice, nothing else
-    assert summary["instances"] == 1
+    assert summary.instances == 1
 
 
 def test_z_weights_are_flat_or_gaussian_and_only_odd_windows_are_accepted():
@@ -139,7 +141,7 @@ def test_a_resumed_run_recomputes_the_window_before_it_and_ends_identical(tmp_pa
     maps = _random_maps()
     tifffile.imwrite(tmp_path / "stack.tif", index_stack(*maps.shape), photometric="minisblack")
     outputs = {"labels_path": tmp_path / "labels.zarr", "probabilities_path": tmp_path / "p.zarr"}
-    settings = {"z_window": 5, "z_weighting": "gaussian", "min_size": 40, **outputs}
+    settings = {"post": PostProcessing(z_window=5, z_weighting="gaussian", min_size=40), **outputs}
     names = ("mask.zarr", "labels.zarr", "p.zarr")
     predicting.predict_volume(
         ScriptedSegmenter(maps), tmp_path / "stack.tif", tmp_path / "mask.zarr", **settings
@@ -159,14 +161,14 @@ def test_a_resumed_run_recomputes_the_window_before_it_and_ends_identical(tmp_pa
     resumed = ScriptedSegmenter(maps)
     summary = predicting.predict_volume(resumed, tmp_path / "stack.tif", tmp_path / "mask.zarr", **settings)
     assert resumed.calls == [1, 2, 3, 4, 5, 6]  # slices 3..6, and the two before slice 3 again
-    assert (summary["slices_skipped"], summary["slices_predicted"], summary["halo_slices"]) == (3, 4, 2)
+    assert (summary.slices_skipped, summary.slices_predicted, summary.halo_slices) == (3, 4, 2)
     assert {name: _tree(tmp_path / name) for name in names} == uninterrupted
 
 
 def test_processes_predicting_their_ranges_with_halos_write_what_one_process_writes(tmp_path, monkeypatch):
     maps = _random_maps(depth=9, seed=1)
     tifffile.imwrite(tmp_path / "stack.tif", index_stack(*maps.shape), photometric="minisblack")
-    settings = {"z_window": 5, "min_size": 40, "labels_path": tmp_path / "labels.zarr"}
+    settings = {"post": PostProcessing(z_window=5, min_size=40), "labels_path": tmp_path / "labels.zarr"}
     names = ("mask.zarr", "labels.zarr")
     predicting.predict_volume(
         ScriptedSegmenter(maps), tmp_path / "stack.tif", tmp_path / "mask.zarr", **settings

@@ -22,7 +22,8 @@ from sam_mito.data.synthetic import synthetic_volume
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.compare import compare
 from sam_mito.features.encoding import encode, pixel_values
-from sam_mito.inference.segmenter import Segmenter, predict_stack
+from sam_mito.inference.segmenter import Segmenter
+from sam_mito.inference.volume_prediction import predict_volume
 from sam_mito.models.decoding import decode, masks_to_image, prompts_to_input
 from sam_mito.models.families import FAMILIES, family_of, processor_for, tiny_sam2_config, tiny_sam_hq_config
 from sam_mito.models.loading import (
@@ -144,7 +145,7 @@ def test_every_family_trains_only_its_decoder_saves_a_stock_folder_and_runs_the_
     stack = tmp_path / "stack.tif"
     tifffile.imwrite(stack, images, photometric="minisblack")
     segmenter = Segmenter.from_pretrained(str(out), precision="fp32")
-    assert predict_stack(segmenter, stack, tmp_path / "mask.tif") == (2, 200, 300)
+    assert predict_volume(segmenter, stack, tmp_path / "mask.tif").shape == (2, 200, 300)
     mask = tifffile.imread(tmp_path / "mask.tif")
     assert mask.shape == (2, 200, 300) and set(np.unique(mask)) <= {0, 255}
     assert segmenter.encoder_passes == 4  # two 256-pixel tiles across 300 pixels, per slice

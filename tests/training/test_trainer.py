@@ -149,9 +149,11 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, tiny_model_dir, datase
 
 def test_train_recipe_saves_a_stock_loadable_model_with_card(tmp_path, tiny_model_dir, dataset_dir):
     config = _config(tmp_path, tiny_model_dir, dataset_dir, eval_strategy="steps", eval_steps=2)
-    metrics = train(config)
+    result = train(config)
     out = Path(config.output_dir)
-    assert {"eval_dice", "eval_iou", "train_loss"} <= set(metrics)
+    assert result.output_dir == str(out)
+    assert {"eval_dice", "eval_iou"} <= set(result.eval_metrics) and "train_loss" in result.train_metrics
+    assert result.metrics == {**result.train_metrics, **result.eval_metrics}
     model = SamModel.from_pretrained(out)
     processor = SamProcessor.from_pretrained(out)
     assert processor.image_processor.size["longest_edge"] == 256
@@ -170,7 +172,7 @@ def test_train_recipe_saves_a_stock_loadable_model_with_card(tmp_path, tiny_mode
     assert "mask decoder only" in card and "adamw_torch" in card and "model-index" in card
     assert str(tmp_path) not in card  # local paths appear as folder names only
     assert json.loads((out / "eval_results.json").read_text())["eval_dice"] == pytest.approx(
-        metrics["eval_dice"]
+        result.eval_metrics["eval_dice"]
     )
 
 
