@@ -18,13 +18,27 @@ def test_matches_monai_dicece_on_random_inputs():
         assert torch.allclose(DiceCELoss()(logits, target), reference(logits, target), atol=1e-5)
 
 
-def test_hand_computed_value():
-    logits = torch.zeros(1, 1, 1, 2)  # p = 0.5 everywhere
-    target = torch.tensor([[[[1.0, 0.0]]]])
-    dice = 1 - (2 * 0.5 + 1e-5) / (0.5 + 1.0 + 1e-5)
-    ce = math.log(2)
-    assert DiceCELoss()(logits, target).item() == pytest.approx(dice + ce, abs=1e-6)
-    assert DiceCELoss(dice_weight=0.0)(logits, target).item() == pytest.approx(ce, abs=1e-6)
+def _two_by_two():
+    """Logits 0, ln 3, -ln 3, 0: probabilities 0.5, 0.75, 0.25, 0.5 against the top row as target."""
+    logits = torch.tensor([[[[0.0, math.log(3)], [-math.log(3), 0.0]]]])
+    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    # Dice: sum(p * g) = 0.5 + 0.75 = 1.25; sum(p^2) = 0.25 + 0.5625 + 0.0625 + 0.25 = 1.125; sum(g^2) = 2
+    #       1 - 2 * 1.25 / (1.125 + 2) = 1 - 0.8 = 0.2 (the 1e-5 smoothing moves it by under 1e-6)
+    # BCE:  -ln 0.5, -ln 0.75, -ln 0.75, -ln 0.5 -> mean (ln 2 + ln 4/3) / 2 = ln(8/3) / 2 = 0.4904
+    return logits, target, 0.2, math.log(8 / 3) / 2
+
+
+def test_hand_computed_dice_plus_bce_on_a_2x2_mask():
+    logits, target, dice, ce = _two_by_two()
+    assert DiceCELoss()(logits, target).item() == pytest.approx(dice + ce, abs=1e-5)  # 0.6904
+
+
+def test_each_weight_scales_its_own_term():
+    logits, target, dice, ce = _two_by_two()
+    assert DiceCELoss(dice_weight=0.0)(logits, target).item() == pytest.approx(ce, abs=1e-5)
+    assert DiceCELoss(ce_weight=0.0)(logits, target).item() == pytest.approx(dice, abs=1e-5)
+    weighted = DiceCELoss(dice_weight=2.0, ce_weight=0.5)(logits, target).item()
+    assert weighted == pytest.approx(2.0 * dice + 0.5 * ce, abs=1e-5)  # 0.4 + 0.2452
 
 
 def test_perfect_prediction_has_near_zero_loss():
@@ -32,6 +46,17 @@ def test_perfect_prediction_has_near_zero_loss():
     target[..., 1:3, 1:3] = 1
     logits = (target * 2 - 1) * 50
     assert DiceCELoss()(logits, target).item() < 1e-4
+
+
+def test_the_opposite_prediction_costs_all_of_dice_plus_the_logit_margin():
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., 1:3, 1:3] = 1
+    opposite = (1 - 2 * target) * 50  # confidently wrong on every pixel
+    # Dice: no overlap, 1 - 1e-5 / (12 + 4 + 1e-5) = 1; BCE: -ln sigmoid(-50) = 50 (to 1e-21) per pixel
+    assert DiceCELoss()(opposite, target).item() == pytest.approx(51.0, abs=1e-4)
+    # p = 0.5 everywhere lies between perfect (0) and opposite (51): Dice 1 - 2 * 2 / (4 + 4) = 0.5, BCE ln 2
+    undecided = DiceCELoss()(torch.zeros(1, 1, 4, 4), target).item()
+    assert undecided == pytest.approx(0.5 + math.log(2), abs=1e-5)
 
 
 def test_shape_mismatch_is_named():
@@ -105,8 +130,8 @@ def test_iou_scores_shape_mismatch_is_named():
         MaskDecoderLoss()(torch.zeros(2, 3, 4, 4), torch.zeros(2, 1), torch.zeros(2, 4, 4))
 
 
-def test_the_loss_and_the_training_config_default_to_the_same_iou_weight():
+def test_the_loss_and_the_training_config_default_to_the_documented_iou_weight():
     from sam_mito.training.config import SamMitoConfig
 
     config_default = SamMitoConfig.__dataclass_fields__["iou_weight"].default
-    assert MaskDecoderLoss().iou_weight == config_default == 30.0
+    assert MaskDecoderLoss().iou_weight == config_default == 30.0  # README: `--iou_weight`, 30 by default
