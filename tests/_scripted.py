@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from sam_mito.inference.postprocessing import PostProcessing
+from sam_mito.inference.segmenter import Segmenter
 from sam_mito.volumes.volume import NORMALIZATION
 
 
@@ -27,6 +28,7 @@ class ScriptedSegmenter:
     mode, tile, overlap, halo, cores_only, grid_size, precision = "tile", 256, 0, 32, False, 1, "fp32"
     normalization = NORMALIZATION
     post = PostProcessing()
+    settings = Segmenter.settings  # what a zarr output records of a segmenter
 
     def __init__(self, maps: np.ndarray, *, fail_on: int | None = None, rank: int = 0) -> None:
         self.maps, self.fail_on, self.rank = np.asarray(maps, np.float32), fail_on, rank

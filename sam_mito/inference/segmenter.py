@@ -216,7 +216,7 @@ class Segmenter:
         return next(self.model.parameters()).device
 
     def settings(self) -> dict:
-        """The inference settings as JSON values: what :meth:`save_pretrained` stores."""
+        """The prompt and tiling settings as JSON values (what a zarr output records of its segmenter)."""
         return {
             "mode": self.mode,
             "tile": self.tile,
@@ -225,7 +225,6 @@ class Segmenter:
             "cores_only": self.cores_only,
             "grid_size": self.grid_size,
             "precision": self.precision,
-            "postprocessing": self.post.settings(),
         }
 
     @classmethod
@@ -266,7 +265,8 @@ class Segmenter:
         self.model.save_pretrained(folder)
         self.processor.save_pretrained(folder)
         with atomic_file(folder / INFERENCE_CONFIG) as partial:
-            partial.write_text(json.dumps(self.settings(), indent=2) + "\n")
+            settings = {**self.settings(), "postprocessing": self.post.settings()}
+            partial.write_text(json.dumps(settings, indent=2) + "\n")
         return folder
 
     def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None):
