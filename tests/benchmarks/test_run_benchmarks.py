@@ -90,9 +90,10 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
 
 
 @pytest.mark.slow
-def test_iou_head_bench_quick_scores_the_base_and_each_recipe(tmp_path):
+def test_iou_head_bench_quick_scores_the_base_and_each_recipe(tmp_path, monkeypatch):
     import importlib.util
 
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports the benchmarks' `common`
     spec = importlib.util.spec_from_file_location("iou_head", ROOT / "benchmarks" / "iou_head.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
