@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from unittest import mock
 
+import datasets
 import numpy as np
 import pytest
 from huggingface_hub import ModelCard
@@ -15,7 +16,7 @@ from sam_mito.data.patches import load_patches
 from sam_mito.data.prompts import EVAL_MODES
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.compare import choose_figure_rows, compare
-from sam_mito.evaluation.figures import GAP, HEADER, PANEL, comparison_figure, figure_size
+from sam_mito.evaluation.figures import CAPTION, GAP, HEADER, PANEL, comparison_figure, figure_size
 from sam_mito.models.loading import TINY_BASE
 from sam_mito.training.trainer import train
 from tests._training_config import tiny_training_config
@@ -136,15 +137,21 @@ def test_different_encoders_are_encoded_twice_and_said_so(dataset_dir, tiny_mode
     assert [r["model"] for r in report["results"]] == ["base", "finetuned"]
 
 
-def test_figure_rows_are_crowded_scenes_then_the_hardest_patch(dataset_dir):
-    split = load_patches(dataset_dir, "train")
-    dice = np.linspace(0.9, 0.1, len(split))  # the last row scores worst
-    rows = choose_figure_rows(split, dice, count=4)
-    assert rows == choose_figure_rows(split, dice, count=4)
-    instances = [len(ids) for ids in split["instance_ids"]]
-    assert instances[rows[0]] == max(instances)
-    hardest = max(i for i in range(len(split)) if instances[i] > 0 and i not in rows[:3])
-    assert rows[-1] == hardest and len(rows) == 4
+def test_figure_rows_are_crowded_scenes_then_the_hardest_patch():
+    split = datasets.Dataset.from_dict(
+        {
+            "instance_ids": [[1, 2], [1, 2, 3], [], [1, 2, 3], [1], [1, 2]],
+            "y": [0, 0, 0, 0, 256, 256],
+            "x": [0, 0, 256, 256, 0, 0],
+        }
+    )
+    dice = np.array([0.9, 0.8, 0.1, 0.7, 0.3, 0.6])
+    # Most instances first, ties by row: 1, 3 (three each), 0, 5 (two), 4, 2. One per position:
+    # 1 at (0, 0), 3 at (0, 256), 5 at (256, 0) (row 0 repeats row 1's scene). Then the lowest Dice
+    # with foreground: row 2 scores 0.1 but is empty, so row 4 (0.3).
+    assert choose_figure_rows(split, dice, count=4) == [1, 3, 5, 4]
+    assert choose_figure_rows(split, dice, count=2) == [1, 4]
+    assert choose_figure_rows(split, dice, count=1) == [1]
 
 
 @pytest.mark.parametrize(
@@ -182,7 +189,11 @@ def test_comparison_figure_is_a_deterministic_grid_of_tinted_panels():
     assert first.size == figure_size(2, 4)
     assert first.tobytes() == second.tobytes()
     pixels = np.asarray(first)
-    left = GAP + (PANEL + GAP)  # the ground-truth panel of the first row
-    inside = pixels[HEADER + 125, left + 90]
-    outside = pixels[HEADER + 20, left + 20]
-    assert tuple(outside) == (128, 128, 128) and inside[1] > inside[0]  # green tint only on the mask
+    truth_panel, base_panel = GAP + (PANEL + GAP), GAP + 2 * (PANEL + GAP)  # columns 2 and 3
+    second_row = HEADER + PANEL + CAPTION + GAP
+    # grey 128 outside any mask; inside, half grey and half the colour: truth green (40, 200, 70)
+    assert tuple(pixels[HEADER + 20, truth_panel + 20]) == (128, 128, 128)
+    assert tuple(pixels[HEADER + 125, truth_panel + 90]) == (84, 164, 99)
+    # the base model's second prediction is everything but the truth, tinted orange (255, 140, 0)
+    assert tuple(pixels[second_row + 20, base_panel + 20]) == (192, 134, 64)
+    assert tuple(pixels[second_row + 125, base_panel + 90]) == (128, 128, 128)

@@ -15,7 +15,7 @@ import xxhash
 
 from sam_mito.errors import SamMitoError
 from sam_mito.features.cache import build_cache
-from sam_mito.features.checksums import corrupted_rows
+from sam_mito.features.checksums import block_checksums, corrupted_rows
 from sam_mito.features.encoding import encode, pixel_values
 from tests._launch import launch
 
@@ -129,25 +129,35 @@ def test_a_cache_changed_on_disk_is_rebuilt_with_a_warning(tmp_path, model_and_s
     np.testing.assert_array_equal(np.asarray(rebuilt.array), intact)
 
 
-def _xxh3_blocks(array, step):
-    return [
-        xxhash.xxh3_64_hexdigest(np.asarray(array[i : i + step]).tobytes())
-        for i in range(0, len(array), step)
-    ]
+def test_checksums_are_xxh3_of_each_block_of_rows_and_name_the_changed_rows():
+    array = np.arange(6, dtype=np.uint8).reshape(3, 2)  # rows 00 01 | 02 03 | 04 05
+    # XXH3-64 of the bytes 00 01 02 03 and of 04 05 (xxhash's reference values; the last block is short)
+    blocks = ["60dab036a58211f2", "16260aa7bc02a0a5"]
+    assert block_checksums(array, 2) == blocks
+    record = {"algorithm": "xxh3_64", "rows_per_block": 2, "blocks": blocks}
+    assert corrupted_rows(array, record) == []
+    changed = array.copy()
+    changed[1, 1] = 9  # row 1: the first block, rows [0, 2)
+    assert corrupted_rows(changed, record) == [(0, 2)]
+    changed[2, 0] = 7  # row 2: the one-row last block too
+    assert corrupted_rows(changed, record) == [(0, 2), (2, 3)]
+    # nothing is trusted without a record, with another algorithm's, or with blocks missing
+    assert corrupted_rows(array, None) == [(0, 3)]
+    assert corrupted_rows(array, {**record, "algorithm": "md5"}) == [(0, 3)]
+    assert corrupted_rows(array, {**record, "blocks": blocks[:1]}) == [(0, 3)]
 
 
-def test_checksums_cover_row_blocks_and_name_the_changed_rows(tmp_path, model_and_split):
+def test_a_caches_checksums_cover_its_rows_in_16_mib_blocks(tmp_path, model_and_split):
     model, processor, split = model_and_split
     cache = build_cache(model, processor, split, name="v", cache_dir=tmp_path, precision="fp32")
     record = cache.metadata["checksums"]
-    assert record["algorithm"] == "xxh3_64"
-    assert record["blocks"] == _xxh3_blocks(cache.array, record["rows_per_block"])
-    blocks_of_two = {"algorithm": "xxh3_64", "rows_per_block": 2, "blocks": _xxh3_blocks(cache.array, 2)}
-    assert corrupted_rows(cache.array, blocks_of_two) == []
+    # a row is 64 x 16 x 16 fp16 values = 32 KiB, so a 16 MiB block holds 512 rows: this split is one block
+    assert (record["algorithm"], record["rows_per_block"]) == ("xxh3_64", 512)
+    assert record["blocks"] == [xxhash.xxh3_64_hexdigest(np.asarray(cache.array).tobytes())]
+    assert corrupted_rows(cache.array, record) == []
     changed = np.array(cache.array)
     changed[3, 5] += 1
-    assert corrupted_rows(changed, blocks_of_two) == [(2, 4)]
-    assert corrupted_rows(cache.array, None) == [(0, len(split))]  # no record: nothing is trusted
+    assert corrupted_rows(changed, record) == [(0, len(split))]
 
 
 def test_two_runs_building_the_same_cache_at_once_encode_it_once(

@@ -12,7 +12,7 @@ from sam_mito.errors import SamMitoError
 from sam_mito.features.cache import build_cache
 from sam_mito.features.encoding import PRECISIONS, encode, pixel_values
 from sam_mito.features.precision import hardware_bf16, resolve_precision
-from sam_mito.inference.segmenter import Segmenter, tile_origins
+from sam_mito.inference.segmenter import Segmenter
 from sam_mito.models.loading import load_sam
 
 BF16_CPU = {"avx2": True, "avx512_f": True, "avx512_bf16": True}
@@ -25,15 +25,25 @@ def cpu(monkeypatch):
     return lambda capabilities: monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
 
 
+class Calls(dict):
+    """Encoded images by precision (the dict), and ``outputs``: each encoder run's ``(precision, result)``."""
+
+    def __init__(self, **counts):
+        super().__init__(**counts)
+        self.outputs = []
+
+
 @pytest.fixture()
 def encodes(monkeypatch):
     """Count encoder runs by precision; ``bf16_scale`` multiplies bf16 outputs to fake a larger error."""
-    calls = {"fp32": 0, "bf16": 0, "bf16_scale": 1.0}
+    calls = Calls(fp32=0, bf16=0, bf16_scale=1.0)
 
     def counting(model, pixels, *, precision="fp32"):
         calls[precision] += len(pixels)
         out = encode(model, pixels, precision=precision)
-        return out * calls["bf16_scale"] if precision == "bf16" else out
+        out = out * calls["bf16_scale"] if precision == "bf16" else out
+        calls.outputs.append((precision, out))
+        return out
 
     for user in ("features.cache", "features.precision", "inference.segmenter"):  # each binds encode
         monkeypatch.setattr(f"sam_mito.{user}.encode", counting)
@@ -99,9 +109,10 @@ def test_auto_on_bf16_hardware_keeps_bf16_only_within_one_percent(
     assert precision == expected and encodes["fp32"] == encodes["bf16"] == 1
     if bf16_scale == 1.1:
         assert error == pytest.approx(0.1, abs=0.01)
-    assert torch.equal(
-        first, encode(model, pixels, precision=expected) * (bf16_scale if expected == "bf16" else 1)
-    )
+    # the embeddings handed back are the check's own run in the chosen precision, not the other one
+    checked = dict(encodes.outputs)
+    assert torch.equal(first, checked[expected])
+    assert not torch.equal(first, checked["fp32" if expected == "bf16" else "bf16"])
     assert f"auto -> {expected}" in caplog.text and "relative L2 error" in caplog.text
 
 
@@ -134,8 +145,9 @@ def test_cache_under_auto_records_the_choice_and_encodes_the_first_batch_once_mo
     assert meta["requested"] == "auto" and meta["precision"] == meta["key"]["precision"] == "bf16"
     assert 0 < meta["bf16_relative_error"] <= 0.01
     assert encodes == {"fp32": 1, "bf16": len(split), "bf16_scale": 1.0}  # the check's bf16 row is kept
-    first = encode(model, pixel_values(processor, [split[0]["image"]]), precision="bf16")[0]
-    assert torch.allclose(cache[0], first, atol=2e-3, rtol=2e-3)
+    check_fp32, check_bf16, *_ = encodes.outputs  # the check ran first: fp32, then bf16, on row 0
+    assert check_fp32[0] == "fp32" and check_bf16[0] == "bf16"
+    assert torch.equal(cache[0], check_bf16[1][0].half().float())  # stored as fp16, the check's bf16 row
     assert (
         build_cache(model, processor, split, name="v", cache_dir=tmp_path, precision="bf16").path
         == cache.path
@@ -192,7 +204,7 @@ def test_segmenter_resolves_on_the_first_tile_and_reuses_it(
     image = np.random.default_rng(1).integers(0, 256, (300, 500), dtype=np.uint8)
     segmenter.probabilities(image)
     segmenter.probabilities(image)
-    tiles = 2 * len(tile_origins(300, 256, 32)) * len(tile_origins(500, 256, 32))
+    tiles = 2 * (2 * 3)  # two calls; 256-px tiles at y = 0, 44 and x = 0, 224, 244
     assert segmenter.resolution.precision == expected and segmenter.encoder_passes == tiles
     checked = expected == "bf16"
     assert encodes[expected] == tiles and encodes["fp32" if checked else "bf16"] == int(checked)

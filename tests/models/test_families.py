@@ -1,7 +1,9 @@
 """SAM, SAM-HQ and SAM 2.1 through the same pipeline: detection, decoder-only training, cache, stock load."""
 
+import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -172,17 +174,39 @@ def test_cached_features_decode_like_the_encoder_in_the_loop(family_dir):
     assert torch.allclose(cached, direct, atol=1e-2 * direct.abs().max().item())
 
 
-def test_a_sams_fingerprint_is_what_it_was_so_existing_caches_stay_valid():
-    import hashlib
+def _stand_in(model_type: str):
+    """A model as encoder_fingerprint sees it: a vision config of one field and two encoder tensors."""
+    encoder = torch.nn.Module()
+    encoder.register_buffer("z", torch.tensor([0.5]))
+    encoder.register_buffer("a", torch.tensor([-2.0], dtype=torch.float64))
+    vision_config = SimpleNamespace(to_dict=lambda: {"image_size": 4})
+    return SimpleNamespace(
+        config=SimpleNamespace(model_type=model_type, vision_config=vision_config), vision_encoder=encoder
+    )
 
+
+def test_a_sams_fingerprint_is_what_it_was_so_existing_caches_stay_valid():
+    # Before the families: SHA-256 of the vision config's sorted JSON, then each encoder tensor by
+    # name (names sorted), its values as little-endian float32: -2.0 = 00 00 00 c0, 0.5 = 00 00 00 3f.
+    tensors = b"a" + b"\x00\x00\x00\xc0" + b"z" + b"\x00\x00\x00\x3f"
+    old_format = b'{"image_size": 4}' + tensors
+    assert encoder_fingerprint(_stand_in("sam")) == hashlib.sha256(old_format).hexdigest()
+    # SAM-HQ (new with the families) hashes its family name around the same vision config
+    hq_format = b'{"family": "sam_hq", "vision_config": {"image_size": 4}}' + tensors
+    assert encoder_fingerprint(_stand_in("sam_hq")) == hashlib.sha256(hq_format).hexdigest()
+
+
+def test_a_sams_fingerprint_follows_its_encoder_not_its_decoder():
     torch.manual_seed(0)
     sam = SamModel(tiny_sam_config())
-    # Before the families: SHA-256 of the vision config JSON, then each vision-encoder tensor by name.
-    digest = hashlib.sha256(json.dumps(sam.config.vision_config.to_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(sam.vision_encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.float().contiguous().numpy().tobytes())
-    assert encoder_fingerprint(sam) == digest.hexdigest()
+    before = encoder_fingerprint(sam)
+    with torch.no_grad():
+        sam.mask_decoder.iou_token.weight += 1  # fine-tuning the decoder keeps the cache valid
+        sam.prompt_encoder.no_mask_embed.weight += 1
+    assert encoder_fingerprint(sam) == before
+    with torch.no_grad():
+        sam.vision_encoder.neck.layer_norm2.bias += 1
+    assert encoder_fingerprint(sam) != before
 
 
 def test_the_cache_key_covers_the_family_and_sam2s_encoder_side_projections(tmp_path):
@@ -218,7 +242,8 @@ def test_sam2_resize_is_bilinear_and_antialiased_like_torchvision():
 def test_sam2_normalisation_uses_the_processor_mean_and_std():
     processor = TorchSam2ImageProcessor(size=2)
     white = np.full((2, 2, 3), 255, np.uint8)
-    expected = [(1 - m) / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), strict=True)]
+    # (1 - mean) / std per channel: 0.515 / 0.229, 0.544 / 0.224, 0.594 / 0.225
+    expected = [2.248908, 2.428571, 2.64]
     values = processor(images=[white])["pixel_values"]
     assert values.shape == (1, 3, 2, 2)
     assert torch.allclose(values[0, :, 0, 0], torch.tensor(expected), atol=1e-6)
@@ -233,7 +258,8 @@ def test_sam2_prompts_and_masks_map_onto_the_square_input():
     assert full.shape == (1, 1, 200, 800)
     # Low-res column centres 1.5 and 2.5 land on image x = 300 and 500: the ramp lies between them.
     assert torch.all(full[..., :300] == 1) and torch.all(full[..., 500:] == 0)
-    assert 0 < full[0, 0, 0, 399].item() < 1
+    # x = 399 samples low-res column (399.5) * 4 / 800 - 0.5 = 1.4975: 0.4975 of the way from 1 to 0
+    assert full[0, 0, 0, 399].item() == pytest.approx(0.5025, abs=1e-5)
 
 
 def test_sam2_processor_config_is_the_stock_layout_and_round_trips(tmp_path):
