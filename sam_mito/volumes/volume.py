@@ -72,7 +72,8 @@ class Volume:
         )
         self._read, self._read_block = read, read_block
         self.chunks, self.attrs = chunks, attrs or {}
-        self._range: tuple[float, float] | None | bool = False  # False: not computed yet
+        #: Windows computed so far, keyed by their percentiles (an error stores nothing).
+        self._ranges: dict[tuple[float, float], tuple[float, float] | None] = {}
 
     @classmethod
     def from_array(cls, array: np.ndarray, *, source: str = "array") -> Volume:
@@ -115,12 +116,32 @@ class Volume:
     def intensity_range(self, percentiles: tuple[float, float]) -> tuple[float, float] | None:
         """The ``(low, high)`` this volume is rescaled between, or None when it is cast as is.
 
-        One pass over the volume: non-finite values are an error; percentiles are computed over
-        an evenly strided sample of every slice (exact up to :data:`PERCENTILE_SAMPLES` pixels).
+        One pass over the volume per percentile pair (the window is remembered for that pair
+        only): non-finite values are an error, raised again on every call; percentiles are
+        computed over an evenly strided sample of every slice (exact up to
+        :data:`PERCENTILE_SAMPLES` pixels).
+
+        Parameters
+        ----------
+        percentiles : tuple of float
+            ``(low, high)`` percentiles, 0..100.
+
+        Returns
+        -------
+        tuple of float or None
+            The window, or None for ``uint8`` data and integers within 0..255.
+
+        Raises
+        ------
+        SamMitoError
+            If the volume holds NaN or infinite values.
         """
-        if self._range is not False:
-            return self._range
-        self._range = None
+        key = (float(percentiles[0]), float(percentiles[1]))
+        if key not in self._ranges:
+            self._ranges[key] = self._compute_range(key)
+        return self._ranges[key]
+
+    def _compute_range(self, percentiles: tuple[float, float]) -> tuple[float, float] | None:
         if self.dtype == np.uint8:
             return None
         stride = max(1, int(np.ceil(np.prod(self.shape) / PERCENTILE_SAMPLES)))
@@ -139,8 +160,7 @@ class Volume:
         if np.issubdtype(self.dtype, np.integer) and low >= 0 and high <= 255:
             return None
         lo, hi = np.percentile(np.concatenate(samples), percentiles)
-        self._range = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
-        return self._range
+        return float(lo), float(hi) if hi > lo else float(lo) + 1.0
 
     def slices(
         self, normalization: dict | None = None, *, indices: Iterable[int] | None = None
