@@ -91,8 +91,9 @@ def _decoder_epoch_seconds(model, cache, split, batch_size: int = 2) -> float:
 
 def _tiny(workdir: Path, quick: bool, repeats: int) -> dict:
     from sam_mito.data.patches import load_patches, prepare_dataset
+    from sam_mito.defaults import TINY_BASE
     from sam_mito.features.cache import build_cache
-    from sam_mito.models.loading import TINY_BASE, load_sam
+    from sam_mito.models.loading import load_sam
 
     data = workdir / "patches"
     prepare_dataset(data, synthetic_shape=(4, 256, 512) if quick else (24, 512, 512), seed=1)

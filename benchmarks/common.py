@@ -133,7 +133,7 @@ def train_tiny_base(output_dir: Path, dataset: Path, cache_dir: Path, **settings
     ``settings`` are further :class:`sam_mito.training.config.SamMitoConfig` fields (steps, batch size,
     learning rate, ...); the seed is 0 unless given.
     """
-    from sam_mito.models.loading import TINY_BASE
+    from sam_mito.defaults import TINY_BASE
     from sam_mito.training.config import SamMitoConfig
     from sam_mito.training.trainer import train
 

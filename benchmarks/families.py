@@ -166,7 +166,7 @@ def _training_steps(model, split, work: Path, family: str, steps: int) -> dict:
     args = SamMitoConfig(
         output_dir=str(work / f"out-{family}"), max_steps=steps, per_device_train_batch_size=2, use_cpu=True,
         report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
-        embedding_cache_dir=str(work / f"cache-{family}"), encode_precision="fp32",
+        embedding_cache_dir=str(work / f"cache-{family}"), precision="fp32",
     )  # fmt: skip
     timer = step_timer()
     SamMitoTrainer(model=model, args=args, train_dataset=split, callbacks=[timer]).train()

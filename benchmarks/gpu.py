@@ -53,7 +53,7 @@ def _predict_slice(size: str, workdir: str) -> dict:
     tifffile.imwrite(folder / "slice.tif", image)
     command = [
         sys.executable, "-m", "sam_mito", "predict", "--model", str(model_dir(size, workdir)),
-        "--input", str(folder / "slice.tif"), "--output", str(folder / "mask.tif"), "--device", "cuda",
+        "--input", str(folder / "slice.tif"), "--out", str(folder / "mask.tif"), "--device", "cuda",
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)

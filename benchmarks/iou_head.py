@@ -69,7 +69,7 @@ def score_held_out(
     config = SamMitoConfig(
         output_dir=cache_dir,
         embedding_cache_dir=cache_dir,
-        encode_precision="fp32",
+        precision="fp32",
         use_cpu=True,
         prompt_mode=prompt_mode,
     )
@@ -122,7 +122,7 @@ def measure(workdir: str, quick: bool) -> dict:
         Data description, settings, and per recipe the held-out scores and training seconds.
     """
     from sam_mito.data.patches import PatchConfig, load_patches, prepare_dataset
-    from sam_mito.models.loading import TINY_BASE
+    from sam_mito.defaults import TINY_BASE
 
     work = Path(workdir)
     data_dir = work / "patches"

@@ -181,7 +181,7 @@ def bench_training(size: str, workdir: str, cached_steps: int, seed_steps: int, 
             cache = dataset.embeddings
             result["cache"] = {
                 "architecture": size,
-                "requested": args.encode_precision,
+                "requested": args.precision,
                 "precision": cache.metadata["precision"],
                 "bf16_relative_error": cache.metadata["bf16_relative_error"],
                 "patches": len(cache),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Whole volumes: scoring and labelling larger than memory, 1 vs 2 processes over a stack.
 
-- ``predict --labels`` (the labelling step) and then ``score --labels`` with those labels (as the
+- ``predict --labels-out`` (the labelling step) and then ``score --labels`` with those labels (as the
   README's EPFL recipe runs them) on a synthetic zarr volume of 192×4096×4096 uint8 (3 GiB
   uncompressed): seconds and peak RSS, each in a fresh process. The
   volumes are a lattice of balls, periodic in y and x, so each slice is one small tile repeated:
@@ -124,14 +124,14 @@ def bench_processes(workdir: str, stack: Path, processes: int) -> dict:
     """Wall time and each process's peak RSS of ``predict`` of a synthetic stack into zarr."""
     import tifffile
 
-    from sam_mito.models.loading import TINY_BASE
+    from sam_mito.defaults import TINY_BASE
 
     with tifffile.TiffFile(stack) as tif:
         slices = len(tif.pages)
     folder = Path(workdir) / f"procs-{slices}-{processes}"
     folder.mkdir()
     (folder / "run.py").write_text(_RSS_SCRIPT)
-    args = ["predict", "--model", TINY_BASE, "--input", str(stack), "--output", str(folder / "mask.zarr")]
+    args = ["predict", "--model", TINY_BASE, "--input", str(stack), "--out", str(folder / "mask.zarr")]
     if processes == 1:
         command = [sys.executable, str(folder / "run.py"), *args]
     else:
@@ -192,7 +192,7 @@ def render(result: dict) -> str:
         "",
         "| step | seconds | peak RSS (MiB) |",
         "|---|---|---|",
-        f"| `predict --labels` labelling ({labels['instances']} instances) | {labels['seconds']:.1f} | "
+        f"| `predict --labels-out` labelling ({labels['instances']} instances) | {labels['seconds']:.1f} | "
         f"{labels['peak_rss_mib']:.0f} |",
         "| `score --labels` (prediction vs truth, the prediction's instances from those labels, the truth's "
         f"3D instances computed) | {score['seconds']:.1f} | {score['peak_rss_mib']:.0f} |",

@@ -123,9 +123,10 @@ def measure(workdir: str, quick: bool) -> dict:
     """Fine-tune, predict the held-out stack once, then sweep the post-processing over its probabilities."""
     import tifffile
 
-    from sam_mito.inference.postprocessing import DEFAULT_MIN_SIZE, PostProcessing
+    from sam_mito.defaults import DEFAULT_MIN_SIZE, DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW
+    from sam_mito.inference.postprocessing import PostProcessing
     from sam_mito.inference.segmenter import Segmenter
-    from sam_mito.inference.zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, smooth_slices
+    from sam_mito.inference.zcontext import smooth_slices
     from sam_mito.models.loading import load_sam
 
     work = Path(workdir)

@@ -2,8 +2,8 @@
 
 An MkDocs hook (``hooks:`` in ``mkdocs.yml``): at build time :func:`on_files` adds the page
 ``reference/cli.md``, rendered by :func:`cli_reference` from ``sam_mito.cli.main.build_parser``
-and, for ``sam-mito train`` (whose parser passes every flag through to ``parse_config``), from the
-fields of ``SamMitoConfig``. Nothing of it is written by hand, so it cannot drift from the code.
+and, for ``sam-mito train`` (whose parser passes every flag through to ``parse_config``), from
+the parser of ``sam-mito train --help``. Nothing of it is written by hand, so it cannot drift from the code.
 ``python docs/gen_cli_reference.py`` prints the page.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 from contextlib import contextmanager
-from dataclasses import MISSING, fields
 
 #: Where the generated page lives in the site (and in mkdocs.yml's nav).
 PAGE = "reference/cli.md"
@@ -110,76 +109,17 @@ def render_command(name: str, parser: argparse.ArgumentParser, summary: str) -> 
     return lines
 
 
-def _config_flags() -> dict[str, list[str]]:
-    """The flags ``sam-mito train`` accepts for each field, as ``parse_config``'s parser spells them."""
-    from transformers import HfArgumentParser
-
-    from sam_mito.training.config import SamMitoConfig
-
-    flags: dict[str, list[str]] = {}
-    for action in HfArgumentParser(SamMitoConfig)._actions:
-        flags.setdefault(action.dest, []).extend(action.option_strings)
-    return flags
-
-
-def _field_default(spec) -> object:
-    if spec.default is not MISSING:
-        return spec.default
-    if spec.default_factory is not MISSING:
-        return spec.default_factory()
-    return None
-
-
-def _type_name(kind: object) -> str:
-    """A field's type as its annotation reads (HfArgumentParser may have resolved it to a class)."""
-    return kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
-
-
-def _fields_table(specs, flags: dict[str, list[str]]) -> list[str]:
-    rows = ["| option | type | default | description |", "|---|---|---|---|"]
-    for spec in specs:
-        names = ", ".join(_code(flag) for flag in flags.get(spec.name, [f"--{spec.name}"]))
-        choices = spec.metadata.get("choices")
-        kind = " \\| ".join(_code(choice) for choice in choices) if choices else _code(_type_name(spec.type))
-        default = _field_default(spec)
-        shown = "" if default is None else _code(default)
-        rows.append(f"| {names} | {kind} | {shown} | {_cell(spec.metadata.get('help', ''))} |")
-    return rows
-
-
 def render_train(summary: str) -> list[str]:
-    """``sam-mito train``: its own options are the fields ``SamMitoConfig`` adds or changes."""
-    from transformers import TrainingArguments
+    """``sam-mito train``: its own options, as ``sam-mito train --help`` groups them, then a pointer
+    to the ``TrainingArguments`` fields it passes through."""
+    from sam_mito.cli.train import help_parser
 
-    from sam_mito.training.config import SamMitoConfig
-
-    inherited = {spec.name for spec in fields(TrainingArguments)}
-    declared = set(SamMitoConfig.__dict__.get("__annotations__", {}))
-    specs = [spec for spec in fields(SamMitoConfig) if spec.name in declared]
-    flags = _config_flags()
+    lines = render_command("train", help_parser(), summary)
     return [
-        "## sam-mito train",
-        "",
-        summary[:1].upper() + summary[1:] + ".",
-        "",
-        "```text",
-        "usage: sam-mito train [CONFIG.yaml|CONFIG.json] [--field value ...]",
-        "```",
-        "",
-        "`sam-mito train` hands every argument to `sam_mito.training.config.parse_config`: an optional "
-        "YAML or JSON file of field values first, then `--field value` flags that override it. Every "
-        "field of `SamMitoConfig` is a flag: the fields below, which sam-mito adds or whose defaults it "
-        f"changes, and every other field of [`transformers.TrainingArguments`]({TRAINING_ARGUMENTS_DOCS}) "
-        "with its usual default. `sam-mito train --help` lists them all. Boolean fields take "
-        "`--field` alone for true, `--field false`, or `--no_field` where the default is true.",
-        "",
-        "### Fields sam-mito adds",
-        "",
-        *_fields_table([spec for spec in specs if spec.name not in inherited], flags),
-        "",
-        "### TrainingArguments fields with other defaults",
-        "",
-        *_fields_table([spec for spec in specs if spec.name in inherited], flags),
+        *lines,
+        "Every other field of "
+        f"[`transformers.TrainingArguments`]({TRAINING_ARGUMENTS_DOCS}) is an option too, with its usual "
+        "default, spelled with dashes or underscores; `sam-mito train --help-all` lists them.",
         "",
     ]
 

@@ -9,6 +9,7 @@ import tifffile
 
 from sam_mito.data.patches import PatchConfig, prepare_dataset, slice_splits
 from sam_mito.data.synthetic import SyntheticEM
+from sam_mito.defaults import TINY_BASE
 from sam_mito.evaluation.compare import compare
 from sam_mito.evaluation.figures import overlay
 from sam_mito.evaluation.metrics import dice_iou
@@ -17,7 +18,7 @@ from sam_mito.files import atomic_directory, check_outputs
 from sam_mito.hub.cards import ModelCardInfo
 from sam_mito.inference.segmenter import Segmenter
 from sam_mito.inference.volume_prediction import predict_volume
-from sam_mito.models.loading import TINY_BASE, load_sam
+from sam_mito.models.loading import load_sam
 from sam_mito.training.config import SamMitoConfig
 from sam_mito.training.trainer import train
 from sam_mito.volumes.reading import load_pair
@@ -37,7 +38,7 @@ def run_demo(
     replaces ``out_dir`` only at the end (:func:`sam_mito.files.atomic_directory`), so with
     ``overwrite`` nothing of an earlier output survives, and a failure leaves it as it was.
     """
-    check_outputs({"out_dir": out_dir}, {"data": data})
+    check_outputs({"out_dir": out_dir}, {"data": data}, overwrite=overwrite)
     with atomic_directory(out_dir, overwrite=overwrite) as staging:
         return _run(staging, data=data, steps=steps)
 

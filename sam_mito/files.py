@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import errno
 import glob
+import json
 import os
 import re
 import secrets
@@ -15,20 +16,43 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from sam_mito.errors import SamMitoError
+from sam_mito.version import __version__
+
+#: The file sam-mito leaves in every folder it writes: only a folder holding it is ever replaced.
+MARKER = ".sam-mito"
 
 
-def check_output_dir(out_dir: str | Path, *, overwrite: bool) -> Path:
-    """Refuse an ``out_dir`` that cannot be written, or a non-empty one unless ``overwrite``.
+def mark(folder: str | Path) -> None:
+    """Leave :data:`MARKER` in ``folder``, which sam-mito wrote, so a later run may replace it."""
+    (Path(folder) / MARKER).write_text(json.dumps({"written_by": "sam-mito", "version": __version__}) + "\n")
 
-    Call before any long work. A path that is a file, or lies under a file, is refused even with
-    ``overwrite``: only folders are ever replaced.
+
+def written_by_sam_mito(folder: str | Path) -> bool:
+    """Whether ``folder`` is a folder sam-mito wrote (it holds :data:`MARKER`)."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def check_output_dir(
+    out_dir: str | Path, *, overwrite: bool, name: str = "output folder", resumable: bool = False
+) -> Path:
+    """Refuse an ``out_dir`` that cannot be written, or replaced, before any long work.
+
+    A path that is a file, or lies under a file, is refused even with ``overwrite``: only folders
+    are ever replaced. A non-empty folder is replaced only when sam-mito wrote it (it holds
+    :data:`MARKER`) and ``overwrite`` is given; any other non-empty folder is refused, with or
+    without ``overwrite``, so nothing sam-mito did not write is ever removed.
 
     Parameters
     ----------
     out_dir : str or Path
         The folder about to be written.
     overwrite : bool, keyword-only
-        Whether an existing non-empty folder may be replaced.
+        Whether an existing folder that sam-mito wrote may be replaced.
+    name : str, keyword-only
+        How the caller calls it, repeated in the errors (a flag such as ``--out``).
+    resumable : bool, keyword-only
+        Accept a folder sam-mito wrote even without ``overwrite``: the caller resumes it, or
+        refuses it itself.
 
     Returns
     -------
@@ -40,13 +64,47 @@ def check_output_dir(out_dir: str | Path, *, overwrite: bool) -> Path:
         if ancestor.exists():
             if not ancestor.is_dir():
                 where = "is a file" if ancestor == out_dir else f"lies under the file {ancestor}"
-                raise SamMitoError(f"{out_dir}: output folder {where}; expected a folder path")
+                raise SamMitoError(f"{out_dir}: {name} {where}; expected a folder path")
             break
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+    if not (out_dir.is_dir() and any(out_dir.iterdir())):
+        return out_dir
+    if not written_by_sam_mito(out_dir):
         raise SamMitoError(
-            f"{out_dir}: output folder exists and is not empty (pass --overwrite to replace it)"
+            f"{out_dir}: {name} is a non-empty folder sam-mito did not write (no {MARKER} file in it), "
+            "which is never replaced, with or without --overwrite; choose a new or empty folder"
         )
+    if not (overwrite or resumable):
+        raise SamMitoError(f"{out_dir}: {name} exists (pass --overwrite to replace it)")
     return out_dir
+
+
+def _check_existing(path: Path, name: str, *, overwrite: bool, resumable: bool) -> None:
+    """An existing file is replaced only with ``overwrite``; a folder as :func:`check_output_dir` says."""
+    if path.exists() and not path.is_dir():
+        if not overwrite:
+            raise SamMitoError(f"{path}: {name} exists (pass --overwrite to replace it)")
+    else:
+        check_output_dir(path, overwrite=overwrite, name=name, resumable=resumable)
+
+
+def check_output_file(path: str | Path | None, *, name: str = "output_path") -> None:
+    """Refuse an output file path that is a folder, or whose folder is missing or a file.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        The file about to be written (None: nothing to check).
+    name : str, keyword-only
+        How the caller calls it, repeated in the error (``--out`` on the command line).
+    """
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise SamMitoError(f"{path}: {name} is an existing folder; expected a file path such as mask.tif")
+    if not path.parent.is_dir():
+        problem = "is not a folder" if path.parent.exists() else "does not exist"
+        raise SamMitoError(f"{path}: {name}'s folder {path.parent} {problem}")
 
 
 def _resolved(path: str | Path) -> Path:
@@ -66,20 +124,31 @@ def check_outputs(
     inputs: Mapping[str, str | Path | None],
     *,
     replaced: bool = True,
+    overwrite: bool = False,
+    resumable: bool = False,
 ) -> None:
-    """Refuse outputs that could harm an input or each other; call before any work.
+    """Refuse outputs that could harm an input, each other, or data sam-mito did not write.
 
-    An output may not be an input (same path, symlink or hard link), lie inside an input folder,
-    or, when it is ``replaced`` as a whole, hold an input (replacing it would delete the input);
-    two outputs may not name the same path. ``None`` entries are skipped.
+    The one check of every function that writes, called before any work (the command line calls
+    it too, with its flag names, before loading a model). An output may not be an input (same
+    path, symlink or hard link), lie inside an input folder, or, when it is ``replaced`` as a
+    whole, hold an input (replacing it would delete the input); two outputs may not name the same
+    path. A ``replaced`` output that exists must be replaceable: a file only with ``overwrite``, a
+    non-empty folder only when sam-mito wrote it (:func:`check_output_dir`), and none may lie
+    under a file. ``None`` entries, and inputs that do not exist (Hub ids), are skipped.
 
     Parameters
     ----------
     outputs, inputs : mapping of str to path
-        Paths by the name the user gave them (a flag such as ``--output``, or a parameter name),
+        Paths by the name the user gave them (a flag such as ``--out``, or a parameter name),
         which the error message repeats.
     replaced : bool, keyword-only
         Whether an existing output is replaced as a whole (False: files are added to the folder).
+    overwrite : bool, keyword-only
+        Whether existing outputs may be replaced.
+    resumable : bool, keyword-only
+        Accept existing output folders that sam-mito wrote without ``overwrite``: the caller
+        resumes them or refuses them itself.
 
     Raises
     ------
@@ -87,7 +156,12 @@ def check_outputs(
         Naming the output, the input and how they collide.
     """
     outs = {name: (path, _resolved(path)) for name, path in outputs.items() if path is not None}
-    ins = {name: (path, _resolved(path)) for name, path in inputs.items() if path is not None}
+    # an input that does not exist here (a Hub id, a path reported missing elsewhere) cannot be harmed
+    ins = {
+        name: (path, _resolved(path))
+        for name, path in inputs.items()
+        if path is not None and Path(path).exists()
+    }
     names = list(outs)
     for index, name in enumerate(names):
         for other in names[index + 1 :]:
@@ -108,6 +182,8 @@ def check_outputs(
                     f"{path}: {name} holds {source} ({given}), which replacing it would delete; "
                     "write it outside the inputs"
                 )
+        if replaced:
+            _check_existing(Path(path), name, overwrite=overwrite, resumable=resumable)
 
 
 # Ours are .<name>.<kind>-<pid>-<hex>; mkdtemp's of earlier versions .<name>.<kind>-<random>.
@@ -202,14 +278,16 @@ def atomic_directory(out_dir: str | Path, *, overwrite: bool = False) -> Iterato
     any moment leaves the old or the new output under the final name, or (between the two renames
     of the fallback) the old one aside, which the next run moves back. Leftovers of killed runs
     are tidied first (:func:`clean_leftovers`). The staging folder is made with the usual
-    permissions (the process umask), not ``mkdtemp``'s 0700.
+    permissions (the process umask), not ``mkdtemp``'s 0700; it gets sam-mito's :data:`MARKER`
+    when the block succeeds, so a later run may replace it.
 
     Parameters
     ----------
     out_dir : str or Path
         The final folder.
     overwrite : bool, keyword-only
-        Replace an existing non-empty ``out_dir`` (checked before the block runs).
+        Replace an existing non-empty ``out_dir`` that sam-mito wrote (checked before the block
+        runs, :func:`check_output_dir`); a folder sam-mito did not write is always refused.
 
     Yields
     ------
@@ -226,6 +304,7 @@ def atomic_directory(out_dir: str | Path, *, overwrite: bool = False) -> Iterato
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    mark(staging)
     _move_in(staging, out_dir)
 
 

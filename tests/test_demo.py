@@ -7,7 +7,8 @@ import tifffile
 from huggingface_hub import ModelCard
 
 from sam_mito.cli.main import main
-from sam_mito.data.prompts import EVAL_MODES
+from sam_mito.defaults import EVAL_MODES
+from sam_mito.files import mark
 
 
 def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, capsys):
@@ -21,6 +22,7 @@ def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, c
     for name in stale:  # an earlier run's output: --overwrite replaces the whole folder
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("stale")
+    mark(out)  # written by sam-mito
     assert main(["demo", "--out", str(out), "--steps", "3", "--overwrite"]) == 0
     assert [name for name in stale if (out / name).exists() and (out / name).read_bytes() == b"stale"] == []
     assert not (out / "model" / "checkpoint-500").exists() and not (out / "notes.txt").exists()

@@ -49,7 +49,15 @@ with files.atomic_directory(out, overwrite=True) as staging:
 
 
 def _content(folder: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in folder.iterdir()}
+    """The files of ``folder`` but sam-mito's marker (which every folder it wrote holds)."""
+    return {p.name: p.read_text() for p in folder.iterdir() if p.name != files.MARKER}
+
+
+def _earlier_output(out: Path) -> None:
+    """``out`` as an earlier sam-mito run left it: old.txt and the marker."""
+    out.mkdir(parents=True)
+    (out / "old.txt").write_text("old")
+    files.mark(out)
 
 
 def _leftovers(out: Path) -> list[str]:
@@ -69,8 +77,7 @@ def test_a_kill_at_any_step_leaves_the_old_or_the_new_output(tmp_path, exchange)
     out = tmp_path / "work" / "dataset"
     outcomes = []
     for die_at in range(1, 30):
-        out.mkdir(parents=True)
-        (out / "old.txt").write_text("old")
+        _earlier_output(out)
         run = subprocess.run(
             [sys.executable, "-c", KILLED_RUN, str(out), str(die_at), "1" if exchange else "0"],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -86,7 +93,7 @@ def test_a_kill_at_any_step_leaves_the_old_or_the_new_output(tmp_path, exchange)
         if run.returncode == 0:
             break
         shutil.rmtree(out)
-    assert run.returncode == 0 and outcomes[-1] == "new"
+    assert run.returncode == 0 and outcomes[-1] == "new" and files.written_by_sam_mito(out)
     assert "old" in outcomes and "new" in outcomes[:-1]  # killed both before and after the switch
 
 
@@ -124,8 +131,7 @@ def test_folders_get_the_usual_permissions(tmp_path):
 
 def test_a_failed_block_keeps_the_old_folder(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    _earlier_output(out)
     with pytest.raises(RuntimeError), atomic_directory(out, overwrite=True) as staging:
         (staging / "new.txt").write_text("half")
         raise RuntimeError("disk full")
@@ -174,3 +180,40 @@ def test_outputs_never_collide_with_inputs(tmp_path):
             check_outputs(outputs, inputs)
     check_outputs({"--output": tmp_path / "mask.tif", "--probabilities": None}, {"--input": stack})
     check_outputs({"--out": tmp_path}, {"--dataset": folder}, replaced=False)  # files added beside it
+
+
+def test_only_a_folder_sam_mito_wrote_is_ever_replaced(tmp_path):
+    users = tmp_path / "keep.zarr"
+    users.mkdir()
+    (users / "thesis.tex").write_text("a user's file")
+    for overwrite in (False, True):
+        with pytest.raises(
+            SamMitoError, match="keep.zarr: --out is a non-empty folder sam-mito did not write"
+        ):
+            check_outputs({"--out": users}, {}, overwrite=overwrite)
+        with (
+            pytest.raises(SamMitoError, match="sam-mito did not write"),
+            atomic_directory(users, overwrite=overwrite),
+        ):
+            pass
+    assert _content_of(users) == {"thesis.tex": "a user's file"}
+    with atomic_directory(tmp_path / "ours") as staging:  # a folder sam-mito wrote ...
+        (staging / "a.txt").write_text("first")
+    with pytest.raises(SamMitoError, match="ours: --out exists \\(pass --overwrite"):
+        check_outputs({"--out": tmp_path / "ours"}, {})  # ... is replaced only with overwrite
+    check_outputs({"--out": tmp_path / "ours"}, {}, overwrite=True)
+    check_outputs({"--out": tmp_path / "ours"}, {}, resumable=True)  # or resumed by its caller
+    (tmp_path / "empty").mkdir()
+    check_outputs({"--out": tmp_path / "empty"}, {})  # an empty folder holds nothing to lose
+
+
+def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path):
+    (tmp_path / "mask.tif").write_bytes(b"an earlier mask")
+    with pytest.raises(SamMitoError, match="mask.tif: --out exists \\(pass --overwrite to replace it\\)"):
+        check_outputs({"--out": tmp_path / "mask.tif"}, {})
+    check_outputs({"--out": tmp_path / "mask.tif"}, {}, overwrite=True)
+    check_outputs({"--out": tmp_path / "mask.tif"}, {}, replaced=False)  # files are added beside it
+
+
+def _content_of(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in folder.iterdir()}

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from sam_mito.cli.args import integer
+from sam_mito.cli.args import add_command, add_overwrite, integer
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("demo", help="offline end to end: data, fine-tune the tiny base, compare")
+    parser = add_command(commands, "demo", "offline end to end: data, fine-tune the tiny base, compare", run)
     parser.add_argument("--out", default="demo_output", help="folder for every artifact")
     parser.add_argument("--data", help="EPFL-layout folder (training.tif + training_groundtruth.tif)")
     parser.add_argument("--steps", type=integer(1), default=300, help="training steps")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.set_defaults(handler=run)
+    add_overwrite(parser, "an output folder")
 
 
 def run(args: argparse.Namespace) -> None:
     from sam_mito.demo import run_demo
-    from sam_mito.files import check_output_dir, check_outputs
+    from sam_mito.files import check_outputs
 
-    check_outputs({"--out": args.out}, {"--data": args.data})
-    check_output_dir(args.out, overwrite=args.overwrite)
+    check_outputs({"--out": args.out}, {"--data": args.data}, overwrite=args.overwrite)
     report = run_demo(args.out, data=args.data, steps=args.steps, overwrite=args.overwrite)
     print(report["table"])
     prediction = report["prediction"]

@@ -4,77 +4,100 @@ from __future__ import annotations
 
 import argparse
 
-from sam_mito.cli.args import add_device, fraction, integer, local, odd
+from sam_mito.cli.args import (
+    add_command,
+    add_device,
+    add_overwrite,
+    add_precision,
+    fraction,
+    integer,
+    local,
+    odd,
+)
+from sam_mito.defaults import (
+    DEFAULT_HALO,
+    DEFAULT_Z_WEIGHTING,
+    DEFAULT_Z_WINDOW,
+    GRID_SIZE,
+    PREDICT_MODES,
+    THRESHOLD,
+    Z_WEIGHTINGS,
+)
+
+#: Each path flag of ``predict`` by the parameter of ``predict_volume`` it fills.
+OUTPUTS = {"--out": "out", "--probabilities-out": "probabilities_out", "--labels-out": "labels_out"}
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from sam_mito.data.prompts import GRID_SIZE, PREDICT_MODES
-    from sam_mito.features.encoding import PRECISIONS
-    from sam_mito.inference.postprocessing import (
-        DEFAULT_FILL_HOLES,
-        DEFAULT_MIN_SIZE,
-        DEFAULT_MIN_SIZE_2D,
-        DEFAULT_OPENING,
-    )
-    from sam_mito.inference.zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, Z_WEIGHTINGS
+    from sam_mito.defaults import DEFAULT_FILL_HOLES, DEFAULT_MIN_SIZE, DEFAULT_MIN_SIZE_2D, DEFAULT_OPENING
 
-    parser = commands.add_parser(
-        "predict", help="segment a slice, stack, slice folder or zarr into a 0/255 mask of the same shape"
+    parser = add_command(
+        commands,
+        "predict",
+        "segment a slice, stack, slice folder or zarr into a 0/255 mask of the same shape",
+        run,
     )
-    parser.add_argument("--model", required=True, help="Hub id, local folder or sam-mito/tiny-base")
-    parser.add_argument(
+    files = parser.add_argument_group("model, input and outputs")
+    files.add_argument("--model", required=True, help="Hub id, local folder or sam-mito/tiny-base")
+    files.add_argument(
         "--input", required=True, help="TIFF/PNG image, multi-page TIFF stack, slice folder or .zarr"
     )
-    parser.add_argument(
-        "--output",
+    files.add_argument(
+        "--out",
         required=True,
-        help="mask to write (uint8, 0/255): .zarr (OME-Zarr; parallel and resumable) or TIFF",
+        help="the mask (uint8, 0/255): .zarr (OME-Zarr; parallel and resumable), .tif, or .png for a single image",
     )
-    parser.add_argument(
-        "--labels", help="also write instance labels (uint32, 3D connected components): .zarr or TIFF"
+    files.add_argument(
+        "--labels-out", help="also write instance labels (uint32, 3D connected components): .zarr or .tif"
     )
-    parser.add_argument("--boxes", help="JSON: [[x0, y0, x1, y1], ...] or {slice index: boxes}")
-    parser.add_argument(
-        "--mode",
+    files.add_argument(
+        "--probabilities-out",
+        help="also write the float32 probabilities: .zarr with a .zarr --out, else .tif",
+    )
+    add_overwrite(files, "outputs (a finished .zarr run, a file)")
+    prompts = parser.add_argument_group("prompts and tiles")
+    prompts.add_argument(
+        "--prompt-mode",
         choices=PREDICT_MODES,
         help="prompts per tile (default: boxes with --boxes, else tile)",
     )
-    parser.add_argument(
+    prompts.add_argument("--boxes", help="JSON: [[x0, y0, x1, y1], ...] or {slice index: boxes}")
+    prompts.add_argument(
         "--tile",
         type=integer(1),
         help="tile side in pixels, at most the model's input size (default: the model's training patch)",
     )
-    parser.add_argument(
-        "--overlap", type=integer(0), default=0, help="minimum tile overlap in pixels, blended (default 0)"
+    prompts.add_argument(
+        "--overlap", type=integer(0), default=0, help="minimum tile overlap in pixels, blended"
     )
-    parser.add_argument(
+    prompts.add_argument(
         "--halo",
         type=integer(0),
-        help="context margin: each pass sees the tile plus this many pixels per side (default 32)",
+        default=DEFAULT_HALO,
+        help="context margin: each encoder pass sees the tile plus this many pixels per side",
     )
-    parser.add_argument("--grid-size", type=integer(1), default=GRID_SIZE, help="grid mode: points per side")
-    parser.add_argument("--threshold", type=fraction, default=0.5, help="probability threshold")
+    prompts.add_argument("--grid-size", type=integer(1), default=GRID_SIZE, help="grid mode: points per side")
     cleanup = parser.add_argument_group(
         "3D context and clean-up (defaults measured on EPFL, see BENCHMARKS.md)"
     )
+    cleanup.add_argument("--threshold", type=fraction, default=THRESHOLD, help="probability threshold")
     cleanup.add_argument(
         "--z-window",
         type=odd,
         default=DEFAULT_Z_WINDOW,
-        help=f"average each slice's probabilities with its neighbours' over this many slices "
-        f"(odd; 1: off; default {DEFAULT_Z_WINDOW})",
+        help="average each slice's probabilities with its neighbours' over this many slices (odd; 1: off)",
     )
     cleanup.add_argument(
         "--z-weighting",
         choices=Z_WEIGHTINGS,
         default=DEFAULT_Z_WEIGHTING,
-        help=f"weights of the z-window's slices (default {DEFAULT_Z_WEIGHTING})",
+        help="weights of the z-window's slices",
     )
     cleanup.add_argument(
         "--opening",
         type=integer(0),
         default=DEFAULT_OPENING,
-        help=f"open each slice's mask with a disk of this radius in pixels (0: off; default {DEFAULT_OPENING})",
+        help="open each slice's mask with a disk of this radius in pixels (0: off)",
     )
     cleanup.add_argument(
         "--fill-holes",
@@ -88,37 +111,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help=f"drop objects smaller than this: voxels of 3D objects in a stack (default {DEFAULT_MIN_SIZE}), "
         f"pixels in a single image (default {DEFAULT_MIN_SIZE_2D}); 0 keeps all",
     )
-    parser.add_argument(
-        "--probabilities", help="also write the float32 probability map here (.zarr with a .zarr --output)"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a finished .zarr output and existing labels"
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="encoder precision (default auto: bf16 where the hardware has it and a first-tile check passes)",
-    )
-    add_device(parser)
-    parser.set_defaults(handler=run)
+    hardware = parser.add_argument_group("hardware")
+    add_precision(hardware)
+    add_device(hardware)
 
 
 def run(args: argparse.Namespace) -> None:
     from sam_mito.files import check_outputs
     from sam_mito.inference.postprocessing import PostProcessing
-    from sam_mito.inference.segmenter import Segmenter, check_output_file, check_tile
-    from sam_mito.inference.volume_prediction import predict_volume
+    from sam_mito.inference.segmenter import Segmenter, check_tile
+    from sam_mito.inference.volume_prediction import check_output_formats, predict_volume
     from sam_mito.models.devices import resolve_device
     from sam_mito.models.loading import load_sam
+    from sam_mito.volumes.reading import open_volume
 
+    outputs = {flag: getattr(args, name) for flag, name in OUTPUTS.items()}
     inputs = {"--input": args.input, "--boxes": args.boxes, "--model": local(args.model)}
-    outputs = {"--output": args.output, "--probabilities": args.probabilities, "--labels": args.labels}
-    check_outputs(outputs, inputs)
-    for flag, path in outputs.items():
-        if path is not None and not str(path).endswith(".zarr"):  # a .zarr store is a folder, resumed
-            check_output_file(path, name=flag)
+    check_outputs(outputs, inputs, overwrite=args.overwrite, resumable=True)
     device = resolve_device(args.device)
+    names = {"mask": "--out", "labels": "--labels-out", "probabilities": "--probabilities-out"}
+    check_output_formats(  # the input read and every output checked before the model loads
+        open_volume(args.input),
+        names,
+        mask=args.out,
+        labels=args.labels_out,
+        probabilities=args.probabilities_out,
+    )
     post = PostProcessing(
         threshold=args.threshold,
         z_window=args.z_window,
@@ -132,10 +150,10 @@ def run(args: argparse.Namespace) -> None:
     segmenter = Segmenter(
         model,
         processor,
-        mode=args.mode or ("boxes" if args.boxes else "tile"),
+        mode=args.prompt_mode or ("boxes" if args.boxes else "tile"),
         tile=args.tile,
         overlap=args.overlap,
-        **({} if args.halo is None else {"halo": args.halo}),
+        halo=args.halo,
         grid_size=args.grid_size,
         precision=args.precision,
         post=post,
@@ -143,19 +161,23 @@ def run(args: argparse.Namespace) -> None:
     summary = predict_volume(
         segmenter,
         args.input,
-        args.output,
-        labels_path=args.labels,
+        args.out,
+        labels_path=args.labels_out,
         boxes_path=args.boxes,
-        probabilities_path=args.probabilities,
+        probabilities_path=args.probabilities_out,
         overwrite=args.overwrite,
     ).to_dict()
+    _print_summary(args, summary)
+
+
+def _print_summary(args: argparse.Namespace, summary: dict) -> None:
     process = (
         f"process {summary['process']} of {summary['processes']}: " if summary.get("processes", 1) > 1 else ""
     )
     skipped = f" ({summary['slices_skipped']} already complete)" if summary["slices_skipped"] else ""
     halo = f" (+{summary['halo_slices']} for the z-window)" if summary.get("halo_slices") else ""
     print(
-        f"{process}wrote {args.output}: mask {tuple(summary['shape'])}, {summary['slices_predicted']} slices "
+        f"{process}wrote {args.out}: mask {tuple(summary['shape'])}, {summary['slices_predicted']} slices "
         f"predicted{halo}{skipped}, {summary['encoder_passes']} encoder passes"
     )
     if "objects_removed" in summary:
@@ -167,4 +189,6 @@ def run(args: argparse.Namespace) -> None:
     if "instances" in summary:
         sizes = summary["instance_sizes"]
         quantiles = ", ".join(f"{k} {v:.0f}" for k, v in sizes.items()) if sizes else "none"
-        print(f"wrote {args.labels}: {summary['instances']} instances; sizes in voxels: {quantiles}")
+        print(f"wrote {args.labels_out}: {summary['instances']} instances; sizes in voxels: {quantiles}")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")

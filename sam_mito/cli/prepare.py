@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from sam_mito.cli.args import finite, fraction, integer
+from sam_mito.cli.args import add_command, add_overwrite, add_push_to_hub, finite, fraction, integer
+from sam_mito.defaults import PATCH_SIZE, PATCH_STEP, TEST_FRACTION, VALIDATION_FRACTION
 
 _PREPARE_INPUTS = ("--images", "--masks", "--test-images", "--test-masks")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "prepare", help="patch EM volumes into a Hub-format dataset with box prompts"
+    parser = add_command(
+        commands, "prepare", "patch EM volumes into a Hub-format dataset with box prompts", run
     )
     source = parser.add_argument_group("input (real data or --synthetic)")
     source.add_argument("--images", help="training image stack (TIFF) or folder of PNG/TIFF slices")
@@ -29,30 +30,33 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--width", type=integer(1), default=512, help="synthetic: slice width")
     source.add_argument("--seed", type=integer(0), default=0, help="synthetic: scene seed")
     patching = parser.add_argument_group("patching and splits")
-    patching.add_argument("--patch-size", type=integer(1), default=256)
-    patching.add_argument("--step", type=integer(1), default=256)
+    patching.add_argument("--patch-size", type=integer(1), default=PATCH_SIZE, help="patch side in pixels")
+    patching.add_argument(
+        "--step", type=integer(1), default=PATCH_STEP, help="stride between patches in pixels"
+    )
     patching.add_argument(
         "--min-foreground", type=fraction, default=0.0, help="drop patches at or below this fraction"
     )
-    patching.add_argument("--validation-fraction", type=fraction, default=0.1)
     patching.add_argument(
-        "--test-fraction", type=fraction, default=0.1, help="used only without a test volume"
+        "--validation-fraction",
+        type=fraction,
+        default=VALIDATION_FRACTION,
+        help="a contiguous block of slices becomes the validation split",
+    )
+    patching.add_argument(
+        "--test-fraction", type=fraction, default=TEST_FRACTION, help="used only without a test volume"
     )
     parser.add_argument("--out", required=True, help="output dataset folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    parser.add_argument(
-        "--push-to-hub", metavar="REPO", help="also upload it as a Hub dataset (push_to_hub plus its card)"
-    )
-    parser.set_defaults(handler=run)
+    add_overwrite(parser, "an output folder")
+    add_push_to_hub(parser, "the dataset (push_to_hub plus its card)")
 
 
 def run(args: argparse.Namespace) -> None:
     from sam_mito.data.patches import PatchConfig, prepare_dataset
-    from sam_mito.files import check_output_dir, check_outputs
+    from sam_mito.files import check_outputs
 
     inputs = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in _PREPARE_INPUTS}
-    check_outputs({"--out": args.out}, inputs)
-    check_output_dir(args.out, overwrite=args.overwrite)
+    check_outputs({"--out": args.out}, inputs, overwrite=args.overwrite)
     config = PatchConfig(
         size=args.patch_size,
         step=args.step,

@@ -4,43 +4,56 @@ from __future__ import annotations
 
 import argparse
 
+from sam_mito.cli.args import add_command
 from sam_mito.errors import SamMitoError
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "score", help="foreground IoU/Dice and instance F1 of a predicted volume against its ground truth"
+    parser = add_command(
+        commands,
+        "score",
+        "foreground IoU/Dice and instance F1 of a predicted volume against its ground truth",
+        run,
     )
     parser.add_argument("--prediction", required=True, help="binary mask: TIFF stack, slice folder or .zarr")
     parser.add_argument("--truth", required=True, help="ground-truth binary mask of the same shape")
     parser.add_argument(
-        "--labels", help="instance labels of the prediction (default: its 3D connected components)"
+        "--labels", help="instance labels of the prediction, an input (default: its 3D connected components)"
     )
-    parser.add_argument("--json", help="also write the scores here as JSON")
+    parser.add_argument("--out", help="also write the scores here as JSON (replaced if it exists)")
     parser.add_argument(
-        "--model", help="model folder whose card and model-index get the scores (prompt-free, whole volume)"
+        "--update-card",
+        metavar="MODEL_DIR",
+        help="add the scores to this model folder's card and model-index (prompt-free predictions only)",
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from sam_mito.evaluation.scoring import score_table, score_volumes
+    from sam_mito.files import check_output_file, check_outputs
     from sam_mito.hub.cards import ModelCardInfo
 
-    card = ModelCardInfo.load(args.model) if args.model else None  # checked before the long work
+    if args.out is not None:
+        check_outputs(
+            {"--out": args.out},
+            {"--prediction": args.prediction, "--truth": args.truth, "--labels": args.labels},
+            overwrite=True,
+        )
+        check_output_file(args.out, name="--out")
+    card = ModelCardInfo.load(args.update_card) if args.update_card else None  # checked before the long work
     if card is not None:
         from sam_mito.volumes.reading import open_volume
 
         made = open_volume(args.prediction).attrs.get("sam_mito", {})
         if made.get("mode") == "boxes":
             raise SamMitoError(
-                f"{args.prediction}: predicted with box prompts; --model records prompt-free scores only"
+                f"{args.prediction}: predicted with box prompts; --update-card records prompt-free scores only"
             )
-    scores = score_volumes(args.prediction, args.truth, labels=args.labels, json_path=args.json)
+    scores = score_volumes(args.prediction, args.truth, labels=args.labels, json_path=args.out)
     print(score_table(scores))
-    if args.json:
-        print(f"wrote {args.json}")
+    if args.out:
+        print(f"wrote {args.out}")
     if card is not None:
         card.add_volume_scores(scores, volume=args.truth)
-        card.write(args.model)
-        print(f"updated {args.model}/README.md with the whole-volume scores")
+        card.write(args.update_card)
+        print(f"updated {args.update_card}/README.md with the whole-volume scores")

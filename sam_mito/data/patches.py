@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sam_mito.data.prompts import instance_boxes, tile_box, union_box
+from sam_mito.defaults import PATCH_SIZE, PATCH_STEP, TEST_FRACTION, VALIDATION_FRACTION
 from sam_mito.errors import SamMitoError
 
 logger = logging.getLogger(__name__)
@@ -63,12 +64,12 @@ class PatchConfig:
         validation block becomes the test split.
     """
 
-    size: int = 256
-    step: int = 256
+    size: int = PATCH_SIZE
+    step: int = PATCH_STEP
     min_foreground: float = 0.0
     min_instance_pixels: int = 16
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
+    validation_fraction: float = VALIDATION_FRACTION
+    test_fraction: float = TEST_FRACTION
 
     def __post_init__(self) -> None:
         for name in ("size", "step"):
@@ -302,19 +303,19 @@ def prepare_dataset(
     ``test_images``/``test_masks``), or ``synthetic_shape`` for a synthetic training volume and a
     smaller synthetic test volume.
 
-    The output folder is checked first: it may not be, lie inside, or hold an input (even with
-    ``overwrite``), nor lie under a file.
+    The output folder is checked first (:func:`sam_mito.files.check_outputs`): it may not be, lie
+    inside, or hold an input, nor lie under a file, and an existing one is replaced only with
+    ``overwrite`` and only when sam-mito wrote it.
     """
     from sam_mito.data.dataset_folder import SOURCE_LICENSE, SYNTHETIC_LICENSE, save_dataset
     from sam_mito.data.synthetic import synthetic_volume
-    from sam_mito.files import check_output_dir, check_outputs
+    from sam_mito.files import check_outputs
     from sam_mito.volumes.reading import load_pair
     from sam_mito.volumes.volume import NORMALIZATION
 
     config = config or PatchConfig()
     inputs = {"images": images, "masks": masks, "test_images": test_images, "test_masks": test_masks}
-    check_outputs({"out_dir": out_dir}, inputs)
-    check_output_dir(out_dir, overwrite=overwrite)
+    check_outputs({"out_dir": out_dir}, inputs, overwrite=overwrite)
     license = SYNTHETIC_LICENSE if synthetic_shape is not None else SOURCE_LICENSE
     if synthetic_shape is not None:
         depth, height, width = synthetic_shape

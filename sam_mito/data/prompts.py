@@ -10,13 +10,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from sam_mito.defaults import GRID_SIZE
 from sam_mito.errors import SamMitoError
 
 #: Face (4-)connectivity: objects touching only at a corner are separate instances.
 CONNECTIVITY = ndimage.generate_binary_structure(2, 1)
-
-#: Points per side of the prompt-free point grid (the seed notebook's 10x10 grid).
-GRID_SIZE = 10
 
 #: Every prompt mode, as reports describe it. ``union`` and ``instance`` read the answer's location
 #: off the ground truth; ``tile`` and ``grid`` are prompt-free; ``boxes`` are the user's own boxes.
@@ -28,11 +26,6 @@ PROMPT_MODES = {
     "boxes": "boxes given by the user",
 }
 GROUND_TRUTH_MODES = ("union", "instance")
-#: Modes each stage accepts: training needs boxes from the data, evaluation scores the data's
-#: patches, prediction has no ground truth.
-TRAIN_MODES = ("union", "instance", "tile")
-EVAL_MODES = ("union", "instance", "tile", "grid")
-PREDICT_MODES = ("tile", "grid", "boxes")
 #: The dataset column holding each box mode's prompts.
 BOX_COLUMNS = {"union": "union_box", "instance": "instance_boxes", "tile": "tile_box"}
 

@@ -19,12 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from sam_mito.data.patches import load_patches
-from sam_mito.data.prompts import EVAL_MODES, GROUND_TRUTH_MODES, PROMPT_MODES, grid_points, row_boxes
+from sam_mito.data.prompts import GROUND_TRUTH_MODES, PROMPT_MODES, grid_points, row_boxes
+from sam_mito.defaults import EVAL_MODES
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.figures import comparison_figure
 from sam_mito.evaluation.metrics import overlap_counts, per_image_scores, scores_from_counts
 from sam_mito.features.cache import EmbeddingCache, build_cache
-from sam_mito.files import atomic_file
+from sam_mito.files import atomic_file, check_outputs
 from sam_mito.hub.cards import RESULTS_FILE
 from sam_mito.models.decoding import decode_probabilities, pad_boxes
 from sam_mito.models.devices import resolve_device
@@ -201,6 +202,7 @@ def compare(
     out_dir: str | Path | None = None,
     figure_mode: str = "union",
     figure_rows: int = 4,
+    precision: str = "auto",
     device: str | torch.device | None = None,
 ) -> Comparison:
     """Evaluate ``base`` and ``finetuned`` on exactly the same patches and prompts, in every mode.
@@ -223,6 +225,8 @@ def compare(
         The prompt mode the figure shows.
     figure_rows : int, keyword-only
         Patches in the figure.
+    precision : str, keyword-only
+        Image encoder precision (:data:`sam_mito.defaults.PRECISIONS`; ``auto`` decides per model).
     device : str or torch.device, keyword-only
         Where both models run, encoding included (checked before anything loads); default: the
         ``accelerate launch`` process's device, else CUDA when present, else the CPU.
@@ -235,6 +239,8 @@ def compare(
         scores of :func:`sam_mito.evaluation.metrics.dice_iou`. ``dataset``, ``base`` and ``finetuned`` are Hub
         ids, or folder names for local paths (the report is shared with the model).
     """
+    # the report goes beside the fine-tuned model's files (its folder is the usual out_dir)
+    check_outputs({"out_dir": out_dir}, {"dataset": dataset, "base": base}, replaced=False)
     device = resolve_device(device)
     unknown = [mode for mode in modes if mode not in EVAL_MODES]
     if unknown:
@@ -250,7 +256,9 @@ def compare(
     results, dice = [], {}
     for label, (model, processor) in models.items():
         model.eval()
-        cache = build_cache(model, processor, patches, name=split, cache_dir=embedding_cache_dir)
+        cache = build_cache(
+            model, processor, patches, name=split, cache_dir=embedding_cache_dir, precision=precision
+        )
         for mode in tqdm(modes, desc=f"scoring {label}", unit="mode"):
             scores, dice[label, mode] = score_model(model, cache, patches, mode)
             results.append(

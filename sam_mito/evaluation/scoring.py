@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.metrics import per_image_scores
-from sam_mito.files import atomic_file
+from sam_mito.files import atomic_file, check_output_file, check_outputs
 from sam_mito.results import Result
 from sam_mito.volumes.instances import Block, SizeCounter, VolumeLabeler, block_grid
 from sam_mito.volumes.reading import open_volume
@@ -135,7 +135,9 @@ def score_volumes(
                 f"{volumes['prediction'].source}"
             )
     if json_path is not None:
-        _check_output(Path(json_path), [prediction, truth, labels])
+        inputs = {"prediction": prediction, "truth": truth, "labels": labels}
+        check_outputs({"json_path": json_path}, inputs, overwrite=True)  # a report is replaced
+        check_output_file(json_path, name="json_path")
     chunked = all(v.chunks is not None for v in volumes.values())
     grid = block_grid(shape, volumes["prediction"].chunks if chunked else None)
     read_pred, read_truth = (
@@ -181,16 +183,6 @@ def score_volumes(
         with atomic_file(json_path) as partial:
             partial.write_text(json.dumps(scores.to_dict(), indent=1))
     return scores
-
-
-def _check_output(path: Path, inputs: list) -> None:
-    if not path.parent.is_dir():
-        raise SamMitoError(f"{path}: folder {path.parent} does not exist")
-    for source in inputs:
-        if source is not None and Path(source).resolve() == path.resolve():
-            raise SamMitoError(
-                f"{path}: the JSON output would overwrite the input {source}; choose another file"
-            )
 
 
 def _foreground(counts: np.ndarray) -> dict:

@@ -34,16 +34,10 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 from transformers import SamModel, SamProcessor
 
+from sam_mito.defaults import CONCRETE_PRECISIONS, ENCODE_BATCH_SIZE, PRECISIONS
 from sam_mito.errors import SamMitoError
 from sam_mito.features.checksums import CHECKSUM, checksum_record, corrupted_rows
-from sam_mito.features.encoding import (
-    CONCRETE_PRECISIONS,
-    ENCODE_BATCH_SIZE,
-    PRECISIONS,
-    check_precision,
-    encode,
-    pixel_values,
-)
+from sam_mito.features.encoding import check_precision, encode, pixel_values
 from sam_mito.features.precision import Resolution, bf16_acceptable, hardware_bf16, resolve_precision
 from sam_mito.files import atomic_file
 from sam_mito.models.families import embedding_shape
@@ -201,11 +195,15 @@ def _claim(lock: FileLock, state: PartialState, array_path: Path, meta_path: Pat
     the lock, verifies a finished cache or creates this run's partial file, and tells the others.
     It keeps the lock while this run builds. Every process must see the file it names, else the
     cache folder is not shared by the job's machines and every process raises the same error.
+
+    If the main process fails there (a full disk, a bug), every process stops: the main process
+    with a ``RuntimeError`` caused by the failure, the others with one naming it; only a
+    :class:`SamMitoError` (bad input) stays one.
     """
     while True:
         _wait_for(lock, array_path)
         state.wait_for_everyone()  # all have seen the lock free before the main process takes it
-        decision = {"action": "retry"}
+        decision, failure = {"action": "retry"}, None
         if state.is_main_process:
             try:
                 lock.acquire(timeout=0)
@@ -214,12 +212,23 @@ def _claim(lock: FileLock, state: PartialState, array_path: Path, meta_path: Pat
             else:
                 try:
                     decision = _decide(lock, array_path, meta_path, key, shape)
-                except Exception as err:
+                except Exception as err:  # told to every process below, then raised with its cause
                     lock.release()
-                    decision = {"action": "error", "message": f"{type(err).__name__}: {err}"}
+                    failure = err
+                    decision = {
+                        "action": "error",
+                        "message": f"{type(err).__name__}: {err}",
+                        "bad_input": isinstance(err, SamMitoError),
+                    }
         (decision,) = broadcast_object_list([decision])
         if decision["action"] == "error":
-            raise SamMitoError(f"embedding cache {array_path}: {decision['message']}")
+            if failure is not None and decision["bad_input"]:
+                raise failure
+            message = f"embedding cache {array_path}: could not be claimed or created"
+            if failure is not None:
+                raise RuntimeError(message) from failure
+            cause = f"{message} by the main process ({decision['message']})"
+            raise SamMitoError(cause) if decision["bad_input"] else RuntimeError(cause)
         if decision["action"] != "retry":
             break
     building = decision["action"] == "build"
@@ -234,8 +243,8 @@ def _claim(lock: FileLock, state: PartialState, array_path: Path, meta_path: Pat
             f"embedding_cache_dir {array_path.parent}: not shared by every process of this job; "
             f"process(es) {', '.join(blind)} cannot see {target.name}, which the main process "
             f"(host {seen[0][0]}) {'created' if building else 'found'} there. Multi-machine jobs need "
-            "a cache folder on a file system every machine mounts (--embedding_cache_dir), "
-            "or --no_embedding_cache"
+            "a cache folder on a file system every machine mounts (--embedding-cache-dir), "
+            "or training without the cache (--embedding-cache false)"
         )
     return target if building else None
 

@@ -12,16 +12,9 @@ import numpy as np
 import torch
 from transformers import SamModel, SamProcessor
 
+from sam_mito.defaults import CONCRETE_PRECISIONS, PRECISIONS
 from sam_mito.errors import SamMitoError
 from sam_mito.models.families import image_features
-
-#: Images per encoder pass. ViT-B on CPU: batch 1 peaked at 2.7 GiB RSS and ~12 s/image, batch 2 at
-#: 4.5 GiB and ~14 s/image (BENCHMARKS.md), so one at a time is both leaner and faster there.
-ENCODE_BATCH_SIZE = 1
-#: Encoder precisions a caller may ask for; ``auto`` resolves to one of :data:`CONCRETE_PRECISIONS`.
-PRECISIONS = ("auto", "fp32", "bf16")
-#: Precisions the encoder actually runs in.
-CONCRETE_PRECISIONS = ("fp32", "bf16")
 
 
 def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> None:

@@ -30,20 +30,20 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import ndimage
 
+from sam_mito.defaults import (
+    DEFAULT_FILL_HOLES,
+    DEFAULT_MIN_SIZE,
+    DEFAULT_MIN_SIZE_2D,
+    DEFAULT_OPENING,
+    DEFAULT_Z_WEIGHTING,
+    DEFAULT_Z_WINDOW,
+)
 from sam_mito.errors import SamMitoError
-from sam_mito.inference.zcontext import DEFAULT_Z_WEIGHTING, DEFAULT_Z_WINDOW, check_z_window
+from sam_mito.inference.zcontext import check_z_window
 from sam_mito.volumes.instances import Block, block_grid, label_blocks
 from sam_mito.volumes.volume import Volume
 
 logger = logging.getLogger(__name__)
-
-#: Default ``min_size`` for stacks, in voxels (3D objects), and for single images, in pixels;
-#: measured on the EPFL block (benchmarks/zcontext.py).
-DEFAULT_MIN_SIZE = 15000
-DEFAULT_MIN_SIZE_2D = 500
-#: Default per-slice hole filling and opening radius (0: no opening).
-DEFAULT_FILL_HOLES = True
-DEFAULT_OPENING = 0
 
 
 @dataclass(frozen=True)

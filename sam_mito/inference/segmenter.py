@@ -22,7 +22,8 @@ import torch
 from huggingface_hub import hf_hub_download
 from transformers import SamModel, SamProcessor
 
-from sam_mito.data.prompts import GRID_SIZE, PREDICT_MODES, grid_points, tile_box
+from sam_mito.data.prompts import grid_points, tile_box
+from sam_mito.defaults import DEFAULT_HALO, GRID_SIZE, PREDICT_MODES, TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.features.encoding import check_precision, encode, pixel_values
 from sam_mito.features.precision import Resolution, resolve_precision
@@ -33,16 +34,12 @@ from sam_mito.inference.pipeline import segment_volume
 from sam_mito.inference.postprocessing import PostProcessing
 from sam_mito.models.decoding import Box, decode_probabilities
 from sam_mito.models.families import input_size
-from sam_mito.models.loading import TINY_BASE, load_sam, tiny_base_path
+from sam_mito.models.loading import load_sam, tiny_base_path
 from sam_mito.volumes.volume import NORMALIZATION
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TILE = 256
-#: Default context margin: each 256-px tile is encoded within a 320-px window, so a 768x1024 slice
-#: costs 12 encoder passes (overlap-blend tiles cost 20); it scored higher than overlap-blend both on
-#: held-out EPFL slices (benchmarks/tiling.py) and on the demo's synthetic slice, which 64 did not.
-DEFAULT_HALO = 32
 
 
 def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
@@ -110,26 +107,6 @@ def check_tile(tile: int | None, config, *, name: str = "tile") -> None:
             f"{name} {tile}: expected 1 to {limit} pixels (the model's input size; larger tiles would "
             "be shrunk to it)"
         )
-
-
-def check_output_file(path: str | Path | None, *, name: str = "output_path") -> None:
-    """Refuse an output file path that is a folder, or whose folder is missing or a file.
-
-    Parameters
-    ----------
-    path : str, Path or None
-        The file about to be written (None: nothing to check).
-    name : str, keyword-only
-        How the caller calls it, repeated in the error (``--output`` on the command line).
-    """
-    if path is None:
-        return
-    path = Path(path)
-    if path.is_dir():
-        raise SamMitoError(f"{path}: {name} is an existing folder; expected a file path such as mask.tif")
-    if not path.parent.is_dir():
-        problem = "is not a folder" if path.parent.exists() else "does not exist"
-        raise SamMitoError(f"{path}: {name}'s folder {path.parent} {problem}")
 
 
 def _boxes_in_tile(boxes: list[Box], y: int, x: int, tile: int) -> list[Box]:

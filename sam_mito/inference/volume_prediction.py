@@ -38,17 +38,19 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from PIL import Image
 from tqdm.auto import tqdm
 
 from sam_mito.errors import SamMitoError
-from sam_mito.files import atomic_file
+from sam_mito.files import atomic_file, check_output_file, check_outputs
 from sam_mito.inference.pipeline import PredictionSummary, finished_slices, read_boxes
 from sam_mito.inference.postprocessing import PostProcessing, drop_small_objects
-from sam_mito.inference.segmenter import Segmenter, check_output_file
+from sam_mito.inference.segmenter import Segmenter
 from sam_mito.version import __version__
 from sam_mito.volumes.instances import label_mask
 from sam_mito.volumes.omezarr import create_image, open_image
 from sam_mito.volumes.reading import is_zarr, open_volume
+from sam_mito.volumes.volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -119,19 +121,22 @@ def predict_volume(
     rank, world, barrier = _processes(segmenter)
     volume = open_volume(input_path)
     post = post.for_volume(volume)
-    outputs = [Path(p) for p in (output_path, probabilities_path, labels_path) if p is not None]
-    _check_outputs(outputs, [input_path, boxes_path])
+    named = {"output_path": output_path, "probabilities_path": probabilities_path, "labels_path": labels_path}
+    inputs = {"input_path": input_path, "boxes_path": boxes_path}
+    check_outputs(named, inputs, overwrite=overwrite, resumable=True)  # a zarr run may resume
+    outputs = [Path(p) for p in named.values() if p is not None]
+    check_output_formats(
+        volume,
+        {"mask": "output_path", "labels": "labels_path", "probabilities": "probabilities_path"},
+        mask=output_path,
+        labels=labels_path,
+        probabilities=probabilities_path,
+    )
     if not is_zarr(output_path):
         if world > 1:
             raise SamMitoError(
                 f"{output_path}: TIFF output is single-process; write a .zarr to use several processes"
             )
-        if probabilities_path is not None and is_zarr(probabilities_path):
-            raise SamMitoError(f"{probabilities_path}: write .zarr probabilities with a .zarr --output")
-        for name, path in (("output_path", output_path), ("probabilities_path", probabilities_path)):
-            check_output_file(path, name=name)
-    elif probabilities_path is not None and not is_zarr(probabilities_path):
-        raise SamMitoError(f"{probabilities_path}: with a .zarr --output, probabilities must be .zarr too")
     boxes = read_boxes(boxes_path, volume.shape) if boxes_path is not None else None
     if segmenter.mode == "boxes" and boxes is None:
         raise SamMitoError("mode 'boxes' needs a boxes JSON file (--boxes)")
@@ -186,21 +191,51 @@ def predict_volume(
     return summary
 
 
-def _check_outputs(outputs: list[Path], inputs: list) -> None:
-    """Every output's folder exists, no output is an input, and no two outputs are the same path."""
-    seen = set()
-    for target in outputs:
-        if not target.parent.is_dir():
-            raise SamMitoError(f"{target}: folder {target.parent} does not exist")
-        resolved = target.resolve()
-        for source in inputs:
-            if source is not None and Path(source).resolve() == resolved:
-                raise SamMitoError(
-                    f"{target}: the output would overwrite the input {source}; choose another path"
-                )
-        if resolved in seen:
-            raise SamMitoError(f"{target}: named for two outputs; expected a different path for each")
-        seen.add(resolved)
+#: File outputs by what they can hold: a PNG holds one 2D 8-bit image (a mask, not labels or probabilities).
+TIFF_SUFFIXES = (".tif", ".tiff")
+PNG_SUFFIX = ".png"
+
+
+def check_output_formats(
+    volume: Volume, names: dict[str, str], *, mask=None, labels=None, probabilities=None
+) -> None:
+    """Refuse an output whose name promises a format it cannot hold, or a file path that cannot be written.
+
+    The mask may be ``.zarr``, TIFF, or PNG for a single 2D image; labels and probabilities
+    ``.zarr`` or TIFF (a PNG holds neither ``uint32`` labels nor ``float32`` probabilities), and
+    the probabilities are ``.zarr`` exactly when the mask is.
+
+    Parameters
+    ----------
+    volume : Volume
+        The input to predict.
+    names : dict of str to str
+        What the caller calls each output (``mask``, ``labels``, ``probabilities``): a parameter
+        name, or a flag on the command line.
+    mask, labels, probabilities : str or Path, keyword-only
+        The outputs (None: not written).
+    """
+    if probabilities is not None and is_zarr(probabilities) != is_zarr(mask):
+        raise SamMitoError(
+            f"{probabilities}: {names['probabilities']} must be .zarr exactly when {names['mask']} is "
+            f"({mask}): the two are written together"
+        )
+    for kind, path in (("mask", mask), ("labels", labels), ("probabilities", probabilities)):
+        if path is None or is_zarr(path):
+            continue
+        check_output_file(path, name=names[kind])
+        suffix = Path(path).suffix.lower()
+        allowed = TIFF_SUFFIXES + ((PNG_SUFFIX,) if kind == "mask" else ())
+        if suffix not in allowed:
+            raise SamMitoError(
+                f"{path}: {names[kind]} must end in .zarr or {' / '.join(allowed)}; {suffix or 'no suffix'} "
+                "is not a format sam-mito writes"
+            )
+        if suffix == PNG_SUFFIX and not volume.single_image:
+            raise SamMitoError(
+                f"{path}: {names[kind]} is a PNG, which holds one 2D image, but {volume.source} is a stack of "
+                f"{volume.shape[0]} slices; write .tif or .zarr"
+            )
 
 
 def _check_labels_target(labels_path: str | Path | None, *, overwrite: bool) -> None:
@@ -290,6 +325,8 @@ def _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, pos
                     for page in mask:
                         filtered.write(page, contiguous=True)
             summary.record(removed)
+        if Path(output_path).suffix.lower() == PNG_SUFFIX:  # a single image: the page, as a real PNG
+            Image.fromarray(tifffile.imread(partial)).save(partial, format="PNG")
     logger.info("wrote %s %s (%d encoder passes)", output_path, summary.shape, segmenter.encoder_passes)
     summary.encoder_passes = segmenter.encoder_passes
     return summary

@@ -23,16 +23,10 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from sam_mito.defaults import DEFAULT_Z_WEIGHTING, Z_WEIGHTINGS
 from sam_mito.errors import SamMitoError
 
 logger = logging.getLogger(__name__)
-
-#: How the slices of a window are weighed.
-Z_WEIGHTINGS = ("gaussian", "mean")
-#: Default window (slices) and weighting of ``predict``; measured on the EPFL block
-#: (benchmarks/zcontext.py).
-DEFAULT_Z_WINDOW = 7
-DEFAULT_Z_WEIGHTING = "mean"
 
 
 def check_z_window(window: int, weighting: str = DEFAULT_Z_WEIGHTING) -> None:

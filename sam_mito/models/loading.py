@@ -20,15 +20,12 @@ from transformers import (
     SamVisionConfig,
 )
 
+from sam_mito.defaults import DEFAULT_MODEL, TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.models import families
 from sam_mito.models.devices import resolve_device
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "facebook/sam-vit-base"
-#: Name that resolves to the tiny SAM shipped in the package (pretrained on generic shapes, not EM).
-TINY_BASE = "sam-mito/tiny-base"
 
 
 def tiny_base_path() -> Path:

@@ -6,17 +6,14 @@ import logging
 import math
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from sam_mito.data.prompts import TRAIN_MODES
 from sam_mito.errors import SamMitoError
-from sam_mito.features.encoding import ENCODE_BATCH_SIZE, PRECISIONS
-from sam_mito.models.loading import DEFAULT_MODEL
-from sam_mito.training.losses import MASK_OUTPUTS
+from sam_mito.training.options import RENAMED, ChangedDefaults, SamMitoOptions
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +23,12 @@ RUN_RECORD = "run"
 
 
 @dataclass(repr=False)  # keep TrainingArguments.__repr__, which masks tokens
-class SamMitoConfig(TrainingArguments):
+class SamMitoConfig(ChangedDefaults, TrainingArguments, SamMitoOptions):
     """Arguments of decoder-only SAM fine-tuning; every ``TrainingArguments`` field applies too.
 
-    Defaults changed from ``TrainingArguments``:
+    The fields sam-mito adds are those of :class:`~sam_mito.training.options.SamMitoOptions`
+    (listed first by ``--help``). Defaults changed from ``TrainingArguments``
+    (:class:`~sam_mito.training.options.ChangedDefaults`):
 
     - ``learning_rate``: 1e-5 (was 5e-5), the SAM fine-tuning recipe's Adam step.
     - ``weight_decay``: 0.0 (unchanged, restated: with ``adamw_torch`` this is Adam).
@@ -42,85 +41,14 @@ class SamMitoConfig(TrainingArguments):
     config is built, from Python or the command line alike.
     """
 
-    model_name_or_path: str = field(
-        default=DEFAULT_MODEL,
-        metadata={"help": "SAM to fine-tune: Hub id, local folder, or sam-mito/tiny-base."},
-    )
-    dataset: str | None = field(
-        default=None, metadata={"help": "Folder or Hub id made by `sam-mito prepare`."}
-    )
-    train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    eval_split: str | None = field(default="validation", metadata={"help": "Split for validation Dice/IoU."})
-    prompt_mode: str = field(
-        default="union",
-        metadata={
-            "help": "Box prompts: union (all foreground), instance (one per object), tile (whole patch).",
-            "choices": TRAIN_MODES,
-        },
-    )
-    box_jitter: int = field(
-        default=20, metadata={"help": "Move each box side by up to this many pixels (train)."}
-    )
-    max_instances: int = field(
-        default=16, metadata={"help": "instance mode: at most this many boxes per patch."}
-    )
-    dice_weight: float = field(default=1.0, metadata={"help": "Weight of the Dice term of the loss."})
-    ce_weight: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy term of the loss."})
-    iou_weight: float = field(
-        default=30.0,
-        metadata={
-            "help": "Weight of the IoU-prediction term: mean squared error between each mask's predicted "
-            "IoU (iou_scores) and its real IoU with the target (0: the IoU head stays frozen). The squared "
-            "error is ~0.03 against a Dice + cross-entropy of ~1, so at weight 1 the shared decoder barely "
-            "learns to encode mask quality (BENCHMARKS.md compares the weights)."
-        },
-    )
-    mask_outputs: str = field(
-        default="all",
-        metadata={
-            "help": "Decoder outputs trained: all (the single mask and SAM's three multimask outputs, of "
-            "which only the best per prompt is penalised), or single (the single mask only: the seed recipe).",
-            "choices": MASK_OUTPUTS,
-        },
-    )
-    multimask_weight: float = field(
-        default=1.0, metadata={"help": "mask_outputs=all: weight of the three multimask outputs' loss."}
-    )
-    embedding_cache: bool = field(
-        default=True, metadata={"help": "Encode each patch once and train on cached embeddings."}
-    )
-    embedding_cache_dir: str | None = field(
-        default=None,
-        metadata={"help": "Embedding cache folder (default $SAM_MITO_CACHE or ~/.cache/sam_mito)."},
-    )
-    encode_precision: str = field(
-        default="auto",
-        metadata={
-            "help": "Encoder precision when caching: auto (bf16 where the hardware has it and a first-batch "
-            "check against fp32 passes), fp32 or bf16.",
-            "choices": PRECISIONS,
-        },
-    )
-    encode_batch_size: int = field(
-        default=ENCODE_BATCH_SIZE,
-        metadata={"help": "Images per encoder pass when caching (on CPU, 1 is leanest and fastest)."},
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Empty an output_dir that holds another run's files (checkpoints, model) first."},
-    )
-    learning_rate: float = field(default=1e-5, metadata={"help": "Adam learning rate."})
-    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep prompt columns."})
-    label_names: list[str] | None = field(
-        default_factory=lambda: ["targets"], metadata={"help": "Label keys."}
-    )
-    ddp_find_unused_parameters: bool | None = field(
-        default=False,
-        metadata={"help": "DDP's search for unused parameters (not needed: every trainable one is used)."},
-    )
-
     def __post_init__(self) -> None:
+        for old, new in RENAMED.items():
+            if getattr(self, old):
+                raise SamMitoError(
+                    f"{old}: refused, since it would have emptied output_dir {self.output_dir} (delete every "
+                    f"file in it), not just allowed writing into it as in transformers 4; pass {new} to "
+                    "empty an earlier run's folder, or choose a new output_dir"
+                )
         inherited = {spec.name for spec in fields(TrainingArguments)}
         for spec in fields(self):
             choices = spec.metadata.get("choices")
@@ -195,6 +123,37 @@ class _ConfigParser(HfArgumentParser):
         raise SamMitoError(f"{message}; see `sam-mito train --help`")
 
 
+#: Words HfArgumentParser reads as a boolean value.
+_BOOLEANS = {"true", "false", "yes", "no", "t", "f", "y", "n", "1", "0"}
+
+
+def _common_flags(argv: list[str]) -> list[str]:
+    """``argv`` with the flags every sam-mito command shares spelled as ``TrainingArguments`` fields.
+
+    ``--out DIR`` is ``--output_dir DIR``; ``--push-to-hub REPO`` (or ``--push_to_hub REPO``) is
+    ``--push_to_hub true --hub_model_id REPO``; ``--push-to-hub`` alone or with a boolean is kept.
+    """
+    result: list[str] = []
+    items = iter(argv)
+    for item in items:
+        flag, equals, value = item.partition("=")
+        if flag == "--out":
+            result.append("--output_dir" + equals + value)
+        elif flag in ("--push-to-hub", "--push_to_hub"):
+            if not equals:
+                value = next(items, "")
+                if not value or value.startswith("-") or value.lower() in _BOOLEANS:
+                    result += [flag, value] if value else [flag]
+                    continue
+            if value.lower() in _BOOLEANS:
+                result.append(f"{flag}={value}")
+            else:
+                result += ["--push_to_hub", "true", "--hub_model_id", value]
+        else:
+            result.append(item)
+    return result
+
+
 def parse_config(argv: list[str] | None = None) -> SamMitoConfig:
     """Build a :class:`SamMitoConfig` from ``[CONFIG.yaml|CONFIG.json] [--field value ...]``.
 
@@ -217,7 +176,7 @@ def parse_config(argv: list[str] | None = None) -> SamMitoConfig:
     """
     import yaml
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _common_flags(list(sys.argv[1:] if argv is None else argv))
     parser = _ConfigParser(SamMitoConfig)
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
         path = Path(argv.pop(0))

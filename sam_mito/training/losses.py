@@ -6,9 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: What decoder outputs training fits: SAM's single mask and its three multimask outputs, or the single mask.
-MASK_OUTPUTS = ("all", "single")
-
 
 class DiceCELoss(nn.Module):
     """Soft Dice (squared denominator) on sigmoid probabilities plus BCE on logits.

@@ -134,7 +134,7 @@ def prompt_dataset(
             split,
             name=name,
             cache_dir=config.embedding_cache_dir,
-            precision=config.encode_precision,
+            precision=config.precision,
             batch_size=config.encode_batch_size,
         )
     return PromptDataset(

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from sam_mito.defaults import TINY_BASE
 from sam_mito.errors import SamMitoError
-from sam_mito.models.loading import TINY_BASE, tiny_base_path
+from sam_mito.hub.cards import TRAINING_CONFIG
+from sam_mito.models.loading import tiny_base_path
 from sam_mito.training.config import SamMitoConfig
 
 logger = logging.getLogger(__name__)
@@ -36,17 +38,19 @@ def _local_inputs(config: SamMitoConfig) -> dict[str, Path]:
 def prepare_output_dir(config: SamMitoConfig) -> str | None:
     """Check ``output_dir`` before any work; return the checkpoint to resume from, if any.
 
-    An ``output_dir`` holding another run's files (``checkpoint-*`` folders, a model) is refused
-    unless the run resumes (``resume_from_checkpoint``: a checkpoint folder, or ``true`` for the
-    last one in ``output_dir``, found with ``transformers.trainer_utils.get_last_checkpoint``) or
-    ``overwrite_output_dir`` is set, which empties it (on the main process). An ``output_dir`` that
-    is, or lies inside, the base model's or the dataset's folder is always refused, and so is
-    emptying one that holds them. Nothing is created.
+    An ``output_dir`` holding files (an earlier run's ``checkpoint-*`` folders or model, or anything
+    else) is refused unless the run resumes (``resume_from_checkpoint``: a checkpoint folder, or
+    ``true`` for the last one in ``output_dir``, found with
+    ``transformers.trainer_utils.get_last_checkpoint``) or ``empty_output_dir`` is set, which
+    empties it (on the main process) when it is an earlier sam-mito training run's folder (it, or
+    one of its checkpoints, holds ``training_config.json``): a folder sam-mito did not write is
+    never emptied. An ``output_dir`` that is, or lies inside, the base model's or the dataset's
+    folder is always refused, and so is emptying one that holds them. Nothing is created.
 
     Parameters
     ----------
     config : SamMitoConfig
-        ``output_dir``, ``resume_from_checkpoint``, ``overwrite_output_dir`` and the inputs.
+        ``output_dir``, ``resume_from_checkpoint``, ``empty_output_dir`` and the inputs.
 
     Returns
     -------
@@ -60,9 +64,9 @@ def prepare_output_dir(config: SamMitoConfig) -> str | None:
             raise SamMitoError(
                 f"output_dir {out}: is or lies inside the {name} folder {path}; expected a folder of its own"
             )
-        if config.overwrite_output_dir and target in path.parents:
+        if config.empty_output_dir and target in path.parents:
             raise SamMitoError(
-                f"overwrite_output_dir: output_dir {out} holds the {name} folder {path}, which emptying "
+                f"empty_output_dir: output_dir {out} holds the {name} folder {path}, which emptying "
                 "it would delete; choose another output_dir"
             )
     if out.exists() and not out.is_dir():
@@ -70,9 +74,9 @@ def prepare_output_dir(config: SamMitoConfig) -> str | None:
     resume = config.resume_from_checkpoint
     resume = ("true" if resume else None) if isinstance(resume, bool) else resume
     if resume is not None and str(resume).lower() != "false":
-        if config.overwrite_output_dir:
+        if config.empty_output_dir:
             raise SamMitoError(
-                "resume_from_checkpoint and overwrite_output_dir together: emptying output_dir would "
+                "resume_from_checkpoint and empty_output_dir together: emptying output_dir would "
                 "delete the checkpoints to resume from; give one of them"
             )
         if str(resume).lower() == "true":
@@ -90,18 +94,23 @@ def prepare_output_dir(config: SamMitoConfig) -> str | None:
             )
         return str(resume)
     existing = sorted(out.iterdir()) if out.is_dir() else []
-    if existing and not config.overwrite_output_dir:
-        checkpoints = _checkpoints(out)
-        found = ", ".join(checkpoints or [p.name for p in existing][:5])
+    checkpoints = _checkpoints(out) if existing else []
+    found = ", ".join(checkpoints or [p.name for p in existing][:5])
+    if existing and not config.empty_output_dir:
         raise SamMitoError(
             f"output_dir {out} holds {'checkpoints' if checkpoints else 'files'} of another run ({found}): "
-            "pass --resume_from_checkpoint true (or a checkpoint folder) to resume, "
-            "or --overwrite_output_dir to empty it"
+            "pass --resume-from-checkpoint true (or a checkpoint folder) to resume, "
+            "or --empty-output-dir to empty it"
+        )
+    if existing and not any((out / name / TRAINING_CONFIG).is_file() for name in ("", *checkpoints)):
+        raise SamMitoError(
+            f"empty_output_dir: output_dir {out} holds files sam-mito's training did not write ({found}; no "
+            f"{TRAINING_CONFIG}), which are never deleted; choose another output_dir"
         )
     if existing and config.should_save:
         for path in existing:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        logger.warning("overwrite_output_dir: emptied %s (%d entries)", out, len(existing))
+        logger.warning("empty_output_dir: emptied %s (%d entries)", out, len(existing))
     return None
 
 

@@ -16,6 +16,7 @@ from transformers.trainer_utils import HubStrategy
 
 from sam_mito.data.patches import load_patches
 from sam_mito.data.prompts import jitter_boxes
+from sam_mito.defaults import TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.metrics import dice_iou
 from sam_mito.hub.cards import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo
@@ -23,7 +24,6 @@ from sam_mito.hub.uploads import AllowListedPushes
 from sam_mito.models.decoding import Decoded, decode, decode_all_masks
 from sam_mito.models.families import family_of
 from sam_mito.models.loading import (
-    TINY_BASE,
     freeze_for_decoder_training,
     freeze_unused_outputs,
     load_sam,
@@ -319,7 +319,7 @@ class SamMitoTrainer(AllowListedPushes, Trainer):
             run=run_record(args, self.accelerator),
             hyperparameters={
                 k: str(getattr(getattr(args, k), "value", getattr(args, k)))
-                for k in keys + ("encode_precision", "seed")
+                for k in keys + ("precision", "seed")
             },
             repo_or_path=args.hub_model_id or Path(args.output_dir).name,
             demo_base=base in (TINY_BASE, str(tiny_base_path())),

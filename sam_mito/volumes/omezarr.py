@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sam_mito.errors import SamMitoError
+from sam_mito.files import mark
 from sam_mito.volumes.volume import Volume
 
 NGFF_VERSION = "0.4"
@@ -65,6 +66,9 @@ def create_image(
 ):
     """Create an empty OME-Zarr image at ``path`` (replacing whatever store is there) and return its array.
 
+    The store gets sam-mito's marker (:data:`sam_mito.files.MARKER`), so a later run may replace
+    it; callers check that what they replace is theirs (:func:`sam_mito.files.check_outputs`).
+
     Parameters
     ----------
     path : str or Path
@@ -91,6 +95,7 @@ def create_image(
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     name = name or path.name.removesuffix(".zarr")
     group.attrs.update({**image_attrs(name, labels=labels), **(attrs or {})})
+    mark(path)
     return group.create_array(
         name=LEVEL,
         shape=tuple(shape),

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from sam_mito.models.loading import TINY_BASE
+from sam_mito.defaults import TINY_BASE
 
 
 def _tree(root):
@@ -54,23 +54,23 @@ def inputs(tmp_path, tiny_model_dir):
 
 
 PREDICT_CASES = {
-    "output is the input": (["--output", "stack.tif"], ["--output is the same path as --input", "stack.tif"]),
-    "output is a link to the input": (["--output", "link.tif"], ["--output is the same path as --input"]),
+    "output is the input": (["--out", "stack.tif"], ["--out is the same path as --input", "stack.tif"]),
+    "output is a link to the input": (["--out", "link.tif"], ["--out is the same path as --input"]),
     "probabilities is the input": (
-        ["--probabilities", "stack.tif"],
-        ["--probabilities is the same path as --input"],
+        ["--probabilities-out", "stack.tif"],
+        ["--probabilities-out is the same path as --input"],
     ),
     "output inside the input folder": (
-        ["--input", "slices", "--output", "slices/mask.tif"],
-        ["--output", "lies inside the --input folder"],
+        ["--input", "slices", "--out", "slices/mask.tif"],
+        ["--out", "lies inside the --input folder"],
     ),
-    "output inside the model folder": (["--output", "model/mask.tif"], ["--output", "--model"]),
+    "output inside the model folder": (["--out", "model/mask.tif"], ["--out", "--model"]),
     "output and probabilities the same": (
-        ["--probabilities", "mask.tif"],
-        ["--output", "--probabilities", "same path"],
+        ["--probabilities-out", "mask.tif"],
+        ["--out", "--probabilities-out", "same path"],
     ),
-    "output an existing folder": (["--output", "existing"], ["existing", "--output is an existing folder"]),
-    "output under a file": (["--output", "notes.txt/mask.tif"], ["notes.txt", "is not a folder"]),
+    "output an existing folder": (["--out", "existing"], ["existing", "--out is an existing folder"]),
+    "output under a file": (["--out", "notes.txt/mask.tif"], ["--out lies under the file notes.txt"]),
     "tile 0": (["--tile", "0"], ["--tile"]),
     "tile negative": (["--tile", "-16"], ["--tile"]),
     "tile too large": (["--tile", "100000"], ["--tile 100000", "256"]),
@@ -84,7 +84,7 @@ PREDICT_CASES = {
 def test_predict_refuses(cli, inputs, case, monkeypatch):
     monkeypatch.chdir(inputs)
     extra, needles = PREDICT_CASES[case]
-    argv = {"--model": "model", "--input": "stack.tif", "--output": "mask.tif"}
+    argv = {"--model": "model", "--input": "stack.tif", "--out": "mask.tif"}
     for flag, value in zip(extra[::2], extra[1::2], strict=True):
         argv[flag] = value
     assert_refused(cli, inputs, ["predict", *(x for item in argv.items() for x in item)], *needles)
@@ -230,9 +230,41 @@ def test_demo_refuses_to_replace_without_overwrite_or_to_replace_its_data(cli, t
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("keep")
     _epfl_pair(tmp_path / "epfl")
-    assert_refused(cli, tmp_path, ["demo", "--out", tmp_path / "out"], "out", "exists and is not empty")
+    assert_refused(
+        cli,
+        tmp_path,
+        ["demo", "--out", tmp_path / "out"],
+        "--out is a non-empty folder sam-mito did not write",
+    )
+    argv = ["demo", "--out", tmp_path / "out", "--overwrite"]
+    assert_refused(cli, tmp_path, argv, "never replaced, with or without --overwrite")
     argv = ["demo", "--out", tmp_path / "epfl", "--data", tmp_path / "epfl", "--overwrite"]
     assert_refused(cli, tmp_path, argv, "--out is the same path as --data")
     argv = ["demo", "--out", tmp_path, "--data", tmp_path / "epfl", "--overwrite"]
     assert_refused(cli, tmp_path, argv, "--out holds --data")
     assert_refused(cli, tmp_path, ["demo", "--out", tmp_path / "new", "--steps", "0"], "--steps")
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+@pytest.mark.parametrize("flag", ["--out", "--labels-out", "--probabilities-out"])
+def test_predict_never_replaces_a_folder_sam_mito_did_not_write(cli, inputs, flag, overwrite, monkeypatch):
+    monkeypatch.chdir(inputs)
+    (inputs / "keep.zarr").mkdir()
+    (inputs / "keep.zarr" / "notes.txt").write_text("the user's own")
+    outputs = {"--out": "mask.zarr", flag: "keep.zarr"}
+    argv = ["predict", "--model", "model", "--input", "stack.tif", *(x for kv in outputs.items() for x in kv)]
+    assert_refused(
+        cli, inputs, [*argv, *overwrite], f"keep.zarr: {flag} is a non-empty folder sam-mito did not write"
+    )
+
+
+def test_predict_checks_its_input_and_outputs_before_loading_the_model(cli, inputs, monkeypatch):
+    from sam_mito.models import loading
+
+    monkeypatch.setattr(loading, "load_sam", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    monkeypatch.chdir(inputs)
+    argv = ["predict", "--model", "facebook/sam-vit-base", "--out", "mask.tif"]
+    assert_refused(cli, inputs, [*argv, "--input", "missing.tif"], "missing.tif")
+    assert_refused(
+        cli, inputs, [*argv, "--input", "stack.tif", "--labels-out", "l.png"], "--labels-out must end in"
+    )

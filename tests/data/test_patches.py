@@ -199,9 +199,15 @@ def test_existing_output_needs_overwrite(tmp_path, dataset_dir):
     target = tmp_path / "out"
     target.mkdir()
     (target / "keep.txt").write_text("x")
-    with pytest.raises(SamMitoError, match="exists and is not empty"):
-        prepare_dataset(target, synthetic_shape=(4, 256, 256), seed=0)
+    for overwrite in (False, True):  # a folder sam-mito did not write is never replaced
+        with pytest.raises(SamMitoError, match="out_dir is a non-empty folder sam-mito did not write"):
+            prepare_dataset(target, synthetic_shape=(4, 256, 256), seed=0, overwrite=overwrite)
     assert (target / "keep.txt").exists()
+    ours = tmp_path / "ours"
+    prepare_dataset(ours, synthetic_shape=(4, 256, 256), seed=0)
+    with pytest.raises(SamMitoError, match="ours: out_dir exists \\(pass --overwrite to replace it\\)"):
+        prepare_dataset(ours, synthetic_shape=(4, 256, 256), seed=0)
+    prepare_dataset(ours, synthetic_shape=(4, 256, 256), seed=1, overwrite=True)
 
 
 def test_bad_input_in_prepare_leaves_no_output(tmp_path):

@@ -13,11 +13,10 @@ from PIL import Image
 
 from sam_mito.cli.main import main
 from sam_mito.data.patches import load_patches
-from sam_mito.data.prompts import EVAL_MODES
+from sam_mito.defaults import EVAL_MODES, TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.compare import choose_figure_rows, compare
 from sam_mito.evaluation.figures import CAPTION, GAP, HEADER, PANEL, comparison_figure, figure_size
-from sam_mito.models.loading import TINY_BASE
 from sam_mito.training.trainer import train
 from tests._training_config import tiny_training_config
 
@@ -89,7 +88,7 @@ def test_push_uploads_model_with_metrics_and_figure(dataset_dir, finetuned_dir, 
         mock.patch("huggingface_hub.HfApi.create_repo") as create,
         mock.patch("huggingface_hub.HfApi.create_commit") as commit,
     ):
-        assert main([*argv, "--prompt", "union", "tile", "--push-to-hub", "me/sam-mito-demo"]) == 0
+        assert main([*argv, "--prompt-mode", "union", "tile", "--push-to-hub", "me/sam-mito-demo"]) == 0
     create.assert_called_once_with("me/sam-mito-demo", repo_type="model", exist_ok=True, private=None)
     sent = {op.path_in_repo: Path(op.path_or_fileobj) for op in commit.call_args.kwargs["operations"]}
     assert sorted(sent) == [  # exactly the allow-list: no training_args.bin, trainer_state.json, stray file

@@ -160,7 +160,7 @@ def test_cli_prints_table_and_adds_prompt_free_volume_scores_to_the_card(tmp_pat
     (tmp_path / "model").mkdir()
     _card(tmp_path / "model")
     argv = ["score", "--prediction", str(tmp_path / "pred.zarr"), "--truth", str(tmp_path / "truth.tif")]
-    assert main([*argv, "--json", str(tmp_path / "s.json"), "--model", str(tmp_path / "model")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "s.json"), "--update-card", str(tmp_path / "model")]) == 0
     out = capsys.readouterr().out
     assert "| foreground IoU (voxel-wise, whole volume) | 0.6897 |" in out
     card = (tmp_path / "model" / "README.md").read_text()
@@ -187,8 +187,8 @@ def _bad_input_cases(tmp_path):
     _card(tmp_path / "model")
     return {
         "boxes prediction on a card": (
-            ["--prediction", "boxes.zarr", "--truth", "truth.tif", "--model", "model"],
-            "predicted with box prompts; --model records prompt-free scores only",
+            ["--prediction", "boxes.zarr", "--truth", "truth.tif", "--update-card", "model"],
+            "predicted with box prompts; --update-card records prompt-free scores only",
         ),
         "shape": (
             ["--prediction", "short.zarr", "--truth", "truth.tif"],
@@ -202,11 +202,11 @@ def _bad_input_cases(tmp_path):
         "group": (["--prediction", "group.zarr", "--truth", "truth.tif"], "without OME-Zarr multiscales"),
         "1-D array": (["--prediction", "line.zarr", "--truth", "truth.tif"], "expected an OME-Zarr image"),
         "json over input": (
-            ["--prediction", "pred.zarr", "--truth", "truth.tif", "--json", "truth.tif"],
-            "would overwrite the input",
+            ["--prediction", "pred.zarr", "--truth", "truth.tif", "--out", "truth.tif"],
+            "--out is the same path as --truth",
         ),
         "model without card": (
-            ["--prediction", "pred.zarr", "--truth", "truth.tif", "--model", "."],
+            ["--prediction", "pred.zarr", "--truth", "truth.tif", "--update-card", "."],
             "no card_data.json",
         ),
     }
@@ -229,7 +229,7 @@ def test_bad_input_is_one_error_line_status_2_and_nothing_written(tmp_path, monk
     argv, message = _bad_input_cases(tmp_path)[case]
     monkeypatch.chdir(tmp_path)
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    extra = [] if "--json" in argv else ["--json", "out.json"]  # a JSON output that must not appear
+    extra = [] if "--out" in argv else ["--out", "out.json"]  # a JSON output that must not appear
     assert main(["score", *argv, *extra]) == 2
     error = capsys.readouterr().err
     errors = [line for line in error.splitlines() if "error" in line]  # progress bars aside

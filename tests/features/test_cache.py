@@ -282,5 +282,25 @@ def test_processes_that_do_not_share_the_cache_folder_all_stop_with_one_clear_er
     for process in (0, 1):
         line = next(ln for ln in result.stdout.splitlines() if ln.startswith(f"process {process}: error:"))
         assert "not shared by every process of this job" in line and "process(es) 1 (host" in line
-        assert "--embedding_cache_dir" in line
+        assert "--embedding-cache-dir" in line
     assert not list((tmp_path / "caches").rglob("*.partial.npy"))
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [OSError(28, "No space left on device"), TypeError("a bug")],
+    ids=["full-disk", "bug"],
+)
+def test_a_failure_that_is_not_bad_input_keeps_its_cause(tmp_path, model_and_split, monkeypatch, failure):
+    model, processor, split = model_and_split
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr("sam_mito.features.cache.np.lib.format.open_memmap", fail)
+    with pytest.raises(Exception, match=r"embedding cache .*v-[0-9a-f]{16}\.npy") as raised:
+        build_cache(model, processor, split, name="v", cache_dir=tmp_path)
+    assert not isinstance(raised.value, SamMitoError)  # the CLI exits 1 with the cause, not 2
+    assert raised.value.__cause__ is failure
+    monkeypatch.undo()  # the lock was released: the next build goes ahead
+    assert len(build_cache(model, processor, split, name="v", cache_dir=tmp_path)) == len(split)

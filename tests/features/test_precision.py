@@ -8,9 +8,10 @@ import torch
 
 import sam_mito.features.cache as embeddings
 from sam_mito.cli.main import build_parser
+from sam_mito.defaults import PRECISIONS
 from sam_mito.errors import SamMitoError
 from sam_mito.features.cache import build_cache
-from sam_mito.features.encoding import PRECISIONS, encode, pixel_values
+from sam_mito.features.encoding import encode, pixel_values
 from sam_mito.features.precision import hardware_bf16, resolve_precision
 from sam_mito.inference.segmenter import Segmenter
 from sam_mito.models.loading import load_sam
@@ -211,7 +212,7 @@ def test_segmenter_resolves_on_the_first_tile_and_reuses_it(
 
 
 def test_predict_precision_defaults_to_auto_and_accepts_the_library_precisions():
-    argv = ["predict", "--model", "m", "--input", "i", "--output", "o"]
+    argv = ["predict", "--model", "m", "--input", "i", "--out", "o"]
     assert build_parser().parse_args(argv).precision == "auto"
     for precision in PRECISIONS:
         assert build_parser().parse_args([*argv, "--precision", precision]).precision == precision

@@ -10,9 +10,9 @@ import tifffile
 
 from sam_mito import PostProcessing, Segmenter, segment_volume
 from sam_mito.data.synthetic import synthetic_volume
+from sam_mito.defaults import TINY_BASE
 from sam_mito.hub.cards import INFERENCE_CONFIG
 from sam_mito.inference.pipeline import PredictionSummary
-from sam_mito.models.loading import TINY_BASE
 
 POST = PostProcessing(min_size=20)  # small enough that this short stack keeps objects
 
@@ -30,8 +30,8 @@ def test_python_and_the_cli_write_byte_identical_masks_and_labels(stack, cli, tm
     segmenter = Segmenter.from_pretrained(str(tiny_model_dir), device="cpu", post=POST)
     result = segment_volume(segmenter, images)
     status, _, err = cli(
-        "predict", "--model", tiny_model_dir, "--input", path, "--output", tmp_path / "mask.tif",
-        "--labels", tmp_path / "labels.tif", "--min-size", "20", "--device", "cpu",
+        "predict", "--model", tiny_model_dir, "--input", path, "--out", tmp_path / "mask.tif",
+        "--labels-out", tmp_path / "labels.tif", "--min-size", "20", "--device", "cpu",
     )  # fmt: skip
     assert status == 0, err
     mask, labels = tifffile.imread(tmp_path / "mask.tif"), tifffile.imread(tmp_path / "labels.tif")
@@ -60,7 +60,7 @@ def test_segment_on_one_image_equals_the_cli_on_that_image(stack, cli, tmp_path,
         tiny_model_dir,
         "--input",
         tmp_path / "image.tif",
-        "--output",
+        "--out",
         tmp_path / "m.tif",
     )
     assert status == 0, err

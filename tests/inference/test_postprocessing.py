@@ -138,7 +138,7 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, kwargs, message):
 @pytest.mark.parametrize(("flag", "value"), [("--z-window", "4"), ("--z-window", "0"), ("--opening", "-2")])
 def test_the_cli_names_a_bad_flag(flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["predict", "--model", "m", "--input", "i.tif", "--output", "o.tif", flag, value])
+        main(["predict", "--model", "m", "--input", "i.tif", "--out", "o.tif", flag, value])
     assert exit_info.value.code == 2
     assert f"argument {flag}: {value}: expected" in capsys.readouterr().err
 
@@ -146,13 +146,13 @@ def test_the_cli_names_a_bad_flag(flag, value, capsys):
 def test_predict_flags_default_to_the_measured_settings():
     from sam_mito.cli.main import build_parser
 
-    args = build_parser().parse_args(["predict", "--model", "m", "--input", "i", "--output", "o"])
+    args = build_parser().parse_args(["predict", "--model", "m", "--input", "i", "--out", "o"])
     defaults = PostProcessing()
     assert (args.z_window, args.z_weighting) == (defaults.z_window, defaults.z_weighting)
     assert (args.opening, args.fill_holes, args.min_size) == (defaults.opening, defaults.fill_holes, None)
     assert (
         build_parser()
-        .parse_args(["predict", "--model", "m", "--input", "i", "--output", "o", "--no-fill-holes"])
+        .parse_args(["predict", "--model", "m", "--input", "i", "--out", "o", "--no-fill-holes"])
         .fill_holes
         is False
     )

@@ -181,8 +181,7 @@ def test_slices_are_read_lazily_from_folders_and_tiff_pages(stack_path, tmp_path
 def test_cli_predicts_a_stack_and_a_single_image_with_the_same_shape(tiny_model_dir, stack_path, tmp_path):
     out = tmp_path / "pred.tif"
     assert (
-        main(["predict", "--model", str(tiny_model_dir), "--input", str(stack_path), "--output", str(out)])
-        == 0
+        main(["predict", "--model", str(tiny_model_dir), "--input", str(stack_path), "--out", str(out)]) == 0
     )
     assert tifffile.imread(out).shape == tifffile.imread(stack_path).shape
     png = tmp_path / "slice.png"
@@ -190,10 +189,41 @@ def test_cli_predicts_a_stack_and_a_single_image_with_the_same_shape(tiny_model_
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([[20, 30, 120, 150]]))
     single = tmp_path / "single.tif"
-    argv = ["predict", "--model", str(tiny_model_dir), "--input", str(png), "--output", str(single)]
+    argv = ["predict", "--model", str(tiny_model_dir), "--input", str(png), "--out", str(single)]
     assert main([*argv, "--boxes", str(boxes), "--tile", "128"]) == 0
     mask = tifffile.imread(single)
     assert mask.shape == (200, 300) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+    as_png = tmp_path / "single.png"  # the format follows the name: a real PNG, the same mask
+    assert main([*argv[:-1], str(as_png), "--boxes", str(boxes), "--tile", "128"]) == 0
+    assert as_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(np.asarray(Image.open(as_png)), mask)
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        (
+            "mask.png",
+            "--out is a PNG, which holds one 2D image, but .* is a stack of 3 slices; write .tif or .zarr",
+        ),
+        ("mask.jpg", "--out must end in .zarr or .tif / .tiff / .png; .jpg is not a format"),
+    ],
+)
+def test_an_output_name_whose_format_cannot_hold_the_result_is_refused(
+    tiny_model_dir, stack_path, tmp_path, capsys, out, message
+):
+    argv = [
+        "predict",
+        "--model",
+        str(tiny_model_dir),
+        "--input",
+        str(stack_path),
+        "--out",
+        str(tmp_path / out),
+    ]
+    assert main(argv) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / out).exists()
 
 
 def _bad_inputs(tmp_path, tiny_model_dir, stack_path):
@@ -212,14 +242,14 @@ def _bad_inputs(tmp_path, tiny_model_dir, stack_path):
         (model, str(empty), [], "holds no PNG/TIFF slices"),
         (str(not_sam), stack, [], "expected a SAM checkpoint"),
         (model, stack, ["--boxes", str(outside)], "outside the 300x200 image"),
-        (model, stack, ["--mode", "boxes"], "needs a boxes JSON"),
+        (model, stack, ["--prompt-mode", "boxes"], "needs a boxes JSON"),
     ]
 
 
 def test_bad_input_is_one_clear_error_and_writes_nothing(tiny_model_dir, stack_path, tmp_path, capsys):
     for model, source, extra, message in _bad_inputs(tmp_path, tiny_model_dir, stack_path):
         out = tmp_path / "pred.tif"
-        status = main(["predict", "--model", model, "--input", source, "--output", str(out), *extra])
+        status = main(["predict", "--model", model, "--input", source, "--out", str(out), *extra])
         error = capsys.readouterr().err
         assert status == 2, message
         errors = [line for line in error.splitlines() if "error" in line]

@@ -12,11 +12,12 @@ from scipy import ndimage
 
 from sam_mito.cli.main import main
 from sam_mito.data.synthetic import synthetic_volume
+from sam_mito.defaults import TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.inference import volume_prediction as predicting
 from sam_mito.inference.postprocessing import PostProcessing
 from sam_mito.inference.segmenter import Segmenter
-from sam_mito.models.loading import TINY_BASE, load_sam
+from sam_mito.models.loading import load_sam
 from sam_mito.volumes.instances import STRUCTURE
 from sam_mito.volumes.reading import open_volume
 
@@ -81,7 +82,7 @@ def test_zarr_mask_equals_the_tiff_one_and_labels_are_its_3d_components(model, s
 
 def test_tiff_labels_from_the_cli(model, stack_path, tmp_path, capsys):
     argv = ["predict", "--model", str(model), "--input", str(stack_path), "--tile", "128", "--min-size", "50"]
-    assert main([*argv, "--output", str(tmp_path / "m.tif"), "--labels", str(tmp_path / "l.tif")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "m.tif"), "--labels-out", str(tmp_path / "l.tif")]) == 0
     out = capsys.readouterr().out
     labels = tifffile.imread(tmp_path / "l.tif")
     count = ndimage.label(tifffile.imread(tmp_path / "m.tif") > 0, structure=STRUCTURE)[1]
@@ -155,21 +156,24 @@ def _bad_cases(tmp_path, stack_path):
     stack = str(stack_path)
     return {
         "output is input": (
-            ["--input", str(tmp_path / "in.zarr"), "--output", "in.zarr"],
-            "--output is the same path as --input",
+            ["--input", str(tmp_path / "in.zarr"), "--out", "in.zarr"],
+            "--out is the same path as --input",
         ),
         "zarr not an image": (
-            ["--input", "group.zarr", "--output", "out.zarr"],
+            ["--input", "group.zarr", "--out", "out.zarr"],
             "without OME-Zarr multiscales",
         ),
         "labels is input": (
-            ["--input", stack, "--output", "out.zarr", "--labels", stack],
-            "--labels is the same path as --input",
+            ["--input", stack, "--out", "out.zarr", "--labels-out", stack],
+            "--labels-out is the same path as --input",
         ),
-        "foreign output": (["--input", stack, "--output", "taken.zarr"], "is not a sam-mito prediction"),
+        "foreign output": (
+            ["--input", stack, "--out", "taken.zarr"],
+            "--out is a non-empty folder sam-mito did not write",
+        ),
         "tiff probabilities": (
-            ["--input", stack, "--output", "out.zarr", "--probabilities", "p.tif"],
-            "probabilities must be .zarr too",
+            ["--input", stack, "--out", "out.zarr", "--probabilities-out", "p.tif"],
+            "--probabilities-out must be .zarr exactly when --out is",
         ),
     }
 
@@ -216,7 +220,7 @@ def test_two_processes_write_what_one_process_writes(model, stack_path, tmp_path
         else:  # as many threads as each launched process gets: float sums then add up in the same order
             launch = [sys.executable]
             env = {**env, "OMP_NUM_THREADS": "1"}
-        args = [*common, "--output", "mask.zarr", "--labels", "labels.zarr", "--probabilities", "p.zarr"]
+        args = [*common, "--out", "mask.zarr", "--labels-out", "labels.zarr", "--probabilities-out", "p.zarr"]
         result = subprocess.run(
             [*launch, *args], cwd=folder, env=env, capture_output=True, text=True, timeout=600
         )
@@ -239,7 +243,7 @@ def test_sigkilled_run_restarted_with_the_same_command_ends_byte_identical(model
     tifffile.imwrite(tmp_path / "stack.tif", images, photometric="minisblack")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "sam_mito", "predict", "--model", model, "--input", "stack.tif"]
-    command += ["--tile", "128", "--output", "mask.zarr", "--labels", "labels.zarr", "--overwrite"]
+    command += ["--tile", "128", "--out", "mask.zarr", "--labels-out", "labels.zarr", "--overwrite"]
     command += ["--min-size", "200"]
     subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
     uninterrupted = {name: _tree(tmp_path / name) for name in ("mask.zarr", "labels.zarr")}

@@ -15,11 +15,11 @@ import tifffile
 from scipy import ndimage
 
 from sam_mito.data.synthetic import synthetic_volume
+from sam_mito.defaults import TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.inference import volume_prediction as predicting
 from sam_mito.inference.postprocessing import PostProcessing
 from sam_mito.inference.zcontext import smooth_slices, window_slices, z_weights
-from sam_mito.models.loading import TINY_BASE
 from sam_mito.volumes.instances import STRUCTURE
 from sam_mito.volumes.reading import open_volume
 from tests._launch import launch
@@ -214,8 +214,8 @@ def test_two_accelerate_processes_with_a_z_window_write_what_one_process_writes(
         folder = tmp_path / f"p{processes}"
         folder.mkdir()
         argv = ["predict", "--model", TINY_BASE, "--input", tmp_path / "stack.tif", "--tile", "128"]
-        argv += ["--z-window", "3", "--min-size", "200", "--output", folder / "mask.zarr"]
-        argv += ["--labels", folder / "labels.zarr", "--probabilities", folder / "p.zarr"]
+        argv += ["--z-window", "3", "--min-size", "200", "--out", folder / "mask.zarr"]
+        argv += ["--labels-out", folder / "labels.zarr", "--probabilities-out", folder / "p.zarr"]
         if processes == 1:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
             command = [sys.executable, str(script), *map(str, argv)]

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from sam_mito.defaults import TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.compare import compare
 from sam_mito.inference.segmenter import Segmenter
 from sam_mito.models.devices import resolve_device
-from sam_mito.models.loading import TINY_BASE, load_sam
+from sam_mito.models.loading import load_sam
 
 
 class _Reached(Exception):
@@ -102,7 +103,7 @@ def test_the_cli_refuses_a_device_before_loading_anything(
     stack = tmp_path / "stack.tif"
     stack.write_bytes(b"")
     argv = {
-        "predict": ["--model", TINY_BASE, "--input", stack, "--output", tmp_path / "mask.tif"],
+        "predict": ["--model", TINY_BASE, "--input", stack, "--out", tmp_path / "mask.tif"],
         "evaluate": [
             "--base",
             TINY_BASE,

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from sam_mito.data.patches import load_patches
+from sam_mito.defaults import TINY_BASE
 from sam_mito.models.decoding import decode
-from sam_mito.models.loading import TINY_BASE, freeze_for_decoder_training, load_sam
+from sam_mito.models.loading import freeze_for_decoder_training, load_sam
 from sam_mito.training.config import SamMitoConfig, parse_config
 from sam_mito.training.processes import whole_modules
 from sam_mito.training.prompt_dataset import collate_prompts
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IOU_HEAD = "mask_decoder.iou_prediction_head"
 
 
-_config = partial(tiny_training_config, max_steps=2, box_jitter=0, encode_precision="fp32")
+_config = partial(tiny_training_config, max_steps=2, box_jitter=0, precision="fp32")
 
 
 def _mask_dice(trainer, model, inputs):
@@ -168,7 +169,7 @@ from sam_mito.training.trainer import SamMitoTrainer
 model, dataset, out = sys.argv[1:4]
 config = SamMitoConfig(
     output_dir=out, model_name_or_path=model, dataset=dataset, embedding_cache_dir=out + "/cache",
-    per_device_eval_batch_size=4, dataloader_drop_last=True, encode_precision="fp32",
+    per_device_eval_batch_size=4, dataloader_drop_last=True, precision="fp32",
     use_cpu=True, report_to="none", disable_tqdm=True,
 )
 validation = load_patches(dataset, "validation")

@@ -10,10 +10,11 @@ import torch
 from transformers import SamModel, SamProcessor
 
 from sam_mito.data.patches import load_patches
+from sam_mito.defaults import TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.metrics import dice_iou
 from sam_mito.models.decoding import decode, decode_all_masks, masks_to_image, prompts_to_input
-from sam_mito.models.loading import TINY_BASE, freeze_for_decoder_training, load_sam
+from sam_mito.models.loading import freeze_for_decoder_training, load_sam
 from sam_mito.training.config import SamMitoConfig, parse_config
 from sam_mito.training.losses import DiceCELoss, MaskDecoderLoss
 from sam_mito.training.prompt_dataset import PromptDataset, collate_prompts, prompt_dataset
@@ -88,7 +89,7 @@ def test_freezing_counts_parameters(tiny_model_dir):
 
 
 def test_cached_and_uncached_paths_give_the_same_first_loss(tmp_path, tiny_model_dir, dataset_dir):
-    config = _config(tmp_path, tiny_model_dir, dataset_dir, box_jitter=0, encode_precision="fp32")
+    config = _config(tmp_path, tiny_model_dir, dataset_dir, box_jitter=0, precision="fp32")
     cached = _fixed_batch_loss(*_trainer(config, cached=True))
     uncached = _fixed_batch_loss(*_trainer(config, cached=False))
     assert cached == pytest.approx(uncached, rel=1e-3)
@@ -389,6 +390,7 @@ def _run_dir(tmp_path, checkpoints=(2, 10)):
     for step in checkpoints:
         (out / f"checkpoint-{step}").mkdir(parents=True)
         (out / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        (out / f"checkpoint-{step}" / "training_config.json").write_text("{}")  # sam-mito's own record
     out.mkdir(exist_ok=True)
     (out / "model.safetensors").write_text("an earlier run's model")
     return out
@@ -424,9 +426,9 @@ def test_resume_true_takes_the_last_checkpoint_and_a_path_must_be_one(tmp_path, 
             )
         )
     both = _config(
-        tmp_path, tiny_model_dir, dataset_dir, resume_from_checkpoint="true", overwrite_output_dir=True
+        tmp_path, tiny_model_dir, dataset_dir, resume_from_checkpoint="true", empty_output_dir=True
     )
-    with pytest.raises(SamMitoError, match="resume_from_checkpoint and overwrite_output_dir together"):
+    with pytest.raises(SamMitoError, match="resume_from_checkpoint and empty_output_dir together"):
         prepare_output_dir(both)
     fresh = _config(tmp_path / "fresh", tiny_model_dir, dataset_dir, resume_from_checkpoint="true")
     with pytest.raises(SamMitoError, match="holds no checkpoint-\\* folder"):
@@ -444,17 +446,37 @@ def test_train_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir, datase
     assert state["global_step"] == 4 and (tmp_path / "out" / "checkpoint-4").is_dir()
 
 
-def test_overwrite_output_dir_empties_it(tmp_path, tiny_model_dir, dataset_dir):
+def test_empty_output_dir_empties_an_earlier_runs_folder(tmp_path, tiny_model_dir, dataset_dir):
     out = _run_dir(tmp_path)
     (out / "notes.txt").write_text("stale")
-    train(
-        _config(
-            tmp_path, tiny_model_dir, dataset_dir, max_steps=1, overwrite_output_dir=True, eval_split=None
-        )
-    )
+    train(_config(tmp_path, tiny_model_dir, dataset_dir, max_steps=1, empty_output_dir=True, eval_split=None))
     names = {p.name for p in out.iterdir()}
     assert not {"checkpoint-2", "checkpoint-10", "notes.txt"} & names
     assert SamModel.from_pretrained(out) is not None
+
+
+def test_empty_output_dir_never_empties_a_folder_training_did_not_write(
+    tmp_path, tiny_model_dir, dataset_dir
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.tex").write_text("a user's file")
+    (out / "checkpoint-3").mkdir()  # named like a checkpoint, but no training_config.json
+    config = _config(tmp_path, tiny_model_dir, dataset_dir, empty_output_dir=True)
+    with pytest.raises(SamMitoError, match=r"holds files sam-mito's training did not write \(checkpoint-3"):
+        prepare_output_dir(config)
+    assert (out / "thesis.tex").read_text() == "a user's file" and (out / "checkpoint-3").is_dir()
+
+
+def test_the_old_name_overwrite_output_dir_is_refused_and_says_it_empties(
+    tmp_path, tiny_model_dir, dataset_dir
+):
+    out = _run_dir(tmp_path)
+    with pytest.raises(SamMitoError, match=r"overwrite_output_dir: refused, since it would have emptied"):
+        _config(tmp_path, tiny_model_dir, dataset_dir, overwrite_output_dir=True)
+    with pytest.raises(SamMitoError, match="pass empty_output_dir"):
+        parse_config(["--output_dir", str(out), "--overwrite_output_dir"])
+    assert (out / "checkpoint-2" / "trainer_state.json").exists()
 
 
 def test_output_dir_never_clobbers_an_input(tmp_path, tiny_model_dir, dataset_dir):
@@ -465,7 +487,7 @@ def test_output_dir_never_clobbers_an_input(tmp_path, tiny_model_dir, dataset_di
             _config(tmp_path, tiny_model_dir, dataset_dir, output_dir=str(dataset_dir / "model"))
         )
     parent = _config(
-        tmp_path, tiny_model_dir, dataset_dir, output_dir=str(dataset_dir.parent), overwrite_output_dir=True
+        tmp_path, tiny_model_dir, dataset_dir, output_dir=str(dataset_dir.parent), empty_output_dir=True
     )
     with pytest.raises(SamMitoError, match="holds the dataset folder"):
         prepare_output_dir(parent)

@@ -1,0 +1,57 @@
+"""Every setting's default and allowed values, in one module that imports nothing heavy.
+
+The command line builds its parsers (and so answers ``--help``) from these constants without
+importing numpy, torch, transformers or scipy; the modules that use a setting import its default
+from here, so the CLI and the library cannot disagree.
+"""
+
+from __future__ import annotations
+
+#: The base SAM that ``train`` fine-tunes unless told otherwise, and the packaged tiny base.
+DEFAULT_MODEL = "facebook/sam-vit-base"
+TINY_BASE = "sam-mito/tiny-base"
+
+#: Points per side of the prompt-free point grid (the seed notebook's 10x10 grid).
+GRID_SIZE = 10
+#: Prompt modes each stage accepts: training needs boxes from the data, evaluation scores the
+#: data's patches, prediction has no ground truth.
+TRAIN_MODES = ("union", "instance", "tile")
+EVAL_MODES = ("union", "instance", "tile", "grid")
+PREDICT_MODES = ("tile", "grid", "boxes")
+
+#: Encoder precisions a caller may ask for; ``auto`` resolves to one of :data:`CONCRETE_PRECISIONS`.
+PRECISIONS = ("auto", "fp32", "bf16")
+CONCRETE_PRECISIONS = ("fp32", "bf16")
+#: Images per encoder pass. ViT-B on CPU: batch 1 peaked at 2.7 GiB RSS and ~12 s/image, batch 2 at
+#: 4.5 GiB and ~14 s/image (BENCHMARKS.md), so one at a time is both leaner and faster there.
+ENCODE_BATCH_SIZE = 1
+
+#: Decoder outputs a training run penalises.
+MASK_OUTPUTS = ("all", "single")
+
+#: Patching of ``prepare``: patch side and stride in pixels, split fractions.
+PATCH_SIZE = 256
+PATCH_STEP = 256
+VALIDATION_FRACTION = 0.1
+TEST_FRACTION = 0.1
+
+#: Prediction's probability threshold.
+THRESHOLD = 0.5
+#: Default context margin: each 256-px tile is encoded within a 320-px window, so a 768x1024 slice
+#: costs 12 encoder passes (overlap-blend tiles cost 20); it scored higher than overlap-blend both on
+#: held-out EPFL slices (benchmarks/tiling.py) and on the demo's synthetic slice, which 64 did not.
+DEFAULT_HALO = 32
+
+#: How the slices of a z-window are weighed; the default window (slices) and weighting of
+#: ``predict``, measured on the EPFL block (benchmarks/zcontext.py).
+Z_WEIGHTINGS = ("gaussian", "mean")
+DEFAULT_Z_WINDOW = 7
+DEFAULT_Z_WEIGHTING = "mean"
+
+#: Default ``min_size`` for stacks, in voxels (3D objects), and for single images, in pixels;
+#: measured on the EPFL block (benchmarks/zcontext.py).
+DEFAULT_MIN_SIZE = 15000
+DEFAULT_MIN_SIZE_2D = 500
+#: Default per-slice hole filling and opening radius (0: no opening).
+DEFAULT_FILL_HOLES = True
+DEFAULT_OPENING = 0
