@@ -65,7 +65,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
         assert row["slice"]["encoder_passes"] == 12
     assert "† Measured once" in report
     # every group's wall time, and their total, at the end of the report
-    groups = ["training", "encoder", "prepare", "predict", "tiling", "zcontext", "volumes", "iou_head",
+    groups = ["training", "encoder", "prepare", "predict", "cli", "tiling", "zcontext", "volumes", "iou_head",
               "families", "cache_verify", "ddp", "gpu"]  # fmt: skip
     timings = measured["timings"]
     assert list(timings) == groups and all(t["seconds"] > 0 for t in timings.values())
