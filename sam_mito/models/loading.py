@@ -27,6 +27,9 @@ from sam_mito.models.devices import resolve_device
 
 logger = logging.getLogger(__name__)
 
+#: Files transformers reads a checkpoint's preprocessing from (the newer layout first).
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+
 
 def tiny_base_path() -> Path:
     """Folder of the packaged tiny SAM checkpoint (model.safetensors, config, processor config)."""
@@ -116,11 +119,41 @@ def load_sam(
             f"{weights}: cannot load the SAM weights ({str(err).splitlines()[0]}); the file is missing, "
             "truncated or corrupt: copy or download it again"
         ) from err
+    _check_processor_files(source, revision)
     processor = families.load_processor(source, model.config, **hub)
     if processor is None:
         logger.warning("%s has no processor config; using one matched to the model's input size", source)
         processor = processor_for(model.config)
     return model.to(target).eval(), processor
+
+
+def _check_processor_files(source: str, revision: str | None) -> None:
+    """Refuse a checkpoint's processor file that is not valid JSON, naming it.
+
+    transformers reports a corrupt file as it does a missing one (``OSError``), and a missing
+    processor is replaced by one matched to the model: without this check a corrupt file would
+    silently give other preprocessing than the model was trained with. Looks in a local folder,
+    or in the Hub cache for a Hub id (nothing is downloaded).
+    """
+    if Path(source).is_dir():
+        paths = [Path(source) / name for name in PROCESSOR_FILES]
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = (try_to_load_from_cache(source, name, revision=revision) for name in PROCESSOR_FILES)
+        paths = [Path(path) for path in cached if isinstance(path, str)]
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            where = f"line {err.lineno} column {err.colno}" if hasattr(err, "lineno") else "not UTF-8"
+            raise SamMitoError(
+                f"{path}: not valid JSON ({where}); expected the processor settings saved with the "
+                "model: copy or download the file again (or delete it to use preprocessing matched "
+                "to the model's input size)"
+            ) from err
 
 
 def freeze_for_decoder_training(model: SamModel) -> tuple[int, int]:
