@@ -27,15 +27,10 @@ class SamMitoConfig(ChangedDefaults, TrainingArguments, SamMitoOptions):
     """Arguments of decoder-only SAM fine-tuning; every ``TrainingArguments`` field applies too.
 
     The fields sam-mito adds are those of :class:`~sam_mito.training.options.SamMitoOptions`
-    (listed first by ``--help``). Defaults changed from ``TrainingArguments``
-    (:class:`~sam_mito.training.options.ChangedDefaults`):
-
-    - ``learning_rate``: 1e-5 (was 5e-5), the SAM fine-tuning recipe's Adam step.
-    - ``weight_decay``: 0.0 (unchanged, restated: with ``adamw_torch`` this is Adam).
-    - ``remove_unused_columns``: False (was True): the prompt columns are not ``forward`` arguments.
-    - ``label_names``: ``["targets"]`` (was None): the target masks, so evaluation reports a loss.
-    - ``ddp_find_unused_parameters``: False (was None, which means True): the Trainer freezes what
-      the loss does not reach, so DDP skips the per-step search for unused parameters.
+    (listed first by ``--help``); the ``TrainingArguments`` defaults it changes, and why, are listed
+    by :class:`~sam_mito.training.options.ChangedDefaults`: ``learning_rate`` 1e-5,
+    ``weight_decay`` 0.0, ``remove_unused_columns`` False, ``label_names`` ``["targets"]``,
+    ``ddp_find_unused_parameters`` False.
 
     Fields whose values are limited carry ``choices`` in their metadata; they are checked when the
     config is built, from Python or the command line alike.
