@@ -60,6 +60,15 @@ def _check_hand_computed(scores):
         "instance_recall",
         "instance_f1",
         "matched_iou",
+        "background_iou",
+        "overall_iou",
+        "mean_segmentation_accuracy",
+        "segmentation_accuracy_50",
+        "average_precision",
+        "average_precision_50",
+        "average_precision_75",
+        "object_scores",
+        "per_threshold",
         "per_slice",
     ]
     # truth 24 voxels, prediction 25, overlap 20
@@ -70,6 +79,15 @@ def _check_hand_computed(scores):
     assert scores["instance_recall"] == pytest.approx(1 / 5)
     assert scores["instance_f1"] == pytest.approx(2 / 10)
     assert scores["matched_iou"] == pytest.approx(8 / 9)
+    # 160 voxels: the backgrounds overlap in 160 - 29 and their union is 160 - 20
+    assert scores["background_iou"] == pytest.approx(131 / 140)
+    assert scores["overall_iou"] == pytest.approx((20 / 29 + 131 / 140) / 2)
+    # IoU 8/9 matches at 0.5..0.85 (8 thresholds): TP 1, FP 4, FN 4 -> SA 1/9; then 0
+    assert scores["segmentation_accuracy_50"] == pytest.approx(1 / 9)
+    assert scores["mean_segmentation_accuracy"] == pytest.approx(8 / 9 / 10)
+    # equal scores: precision 1/5 at recall 1/5, recall levels 0..0.2 (21 of 101)
+    assert scores["average_precision_50"] == pytest.approx(21 * 0.2 / 101)
+    assert scores["average_precision"] == pytest.approx(8 * 21 * 0.2 / 101 / 10)
     first, second = scores["per_slice"]
     assert (first["truth_voxels"], first["predicted_voxels"]) == (18, 18)
     assert first["iou"] == pytest.approx(16 / 20) and first["dice"] == pytest.approx(32 / 36)
@@ -179,6 +197,9 @@ def _bad_input_cases(tmp_path):
     _write_zarr(tmp_path / "short.zarr", pred[:1])
     _write_zarr(tmp_path / "probs.zarr", pred * np.uint8(200) + np.uint8(20))
     _write_zarr(tmp_path / "float_labels.zarr", pred.astype(np.float32))
+    _write_zarr(tmp_path / "short_probabilities.zarr", pred[:1].astype(np.float32))
+    _write_zarr(tmp_path / "int_probabilities.zarr", pred.astype(np.int16))
+    _write_zarr(tmp_path / "big_probabilities.zarr", pred * np.float32(1.5))
     zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
     zarr.open_array(str(tmp_path / "line.zarr"), mode="w", shape=(5,), dtype="uint8")
     boxes = create_image(tmp_path / "boxes.zarr", pred.shape, np.uint8, attrs={"sam_mito": {"mode": "boxes"}})
@@ -205,6 +226,47 @@ def _bad_input_cases(tmp_path):
             ["--prediction", "pred.zarr", "--truth", "truth.tif", "--out", "truth.tif"],
             "--out is the same path as --truth",
         ),
+        "probabilities shape": (
+            [
+                "--prediction",
+                "pred.zarr",
+                "--truth",
+                "truth.tif",
+                "--probabilities",
+                "short_probabilities.zarr",
+            ],
+            "probabilities has shape (1, 8, 10); expected (2, 8, 10)",
+        ),
+        "probabilities type": (
+            [
+                "--prediction",
+                "pred.zarr",
+                "--truth",
+                "truth.tif",
+                "--probabilities",
+                "int_probabilities.zarr",
+            ],
+            "probabilities of type int16; expected float probabilities in [0, 1]",
+        ),
+        "probabilities above 1": (
+            [
+                "--prediction",
+                "pred.zarr",
+                "--truth",
+                "truth.tif",
+                "--probabilities",
+                "big_probabilities.zarr",
+            ],
+            "probabilities hold values outside [0, 1]",
+        ),
+        "matches over input": (
+            ["--prediction", "pred.zarr", "--truth", "truth.tif", "--matches", "pred.zarr"],
+            "--matches is the same path as --prediction",
+        ),
+        "matches and out the same": (
+            ["--prediction", "pred.zarr", "--truth", "truth.tif", "--matches", "s.csv", "--out", "s.csv"],
+            "--out and --matches name the same path",
+        ),
         "model without card": (
             ["--prediction", "pred.zarr", "--truth", "truth.tif", "--update-card", "."],
             "no card_data.json",
@@ -221,6 +283,11 @@ def _bad_input_cases(tmp_path):
         "group",
         "1-D array",
         "json over input",
+        "probabilities shape",
+        "probabilities type",
+        "probabilities above 1",
+        "matches over input",
+        "matches and out the same",
         "model without card",
         "boxes prediction on a card",
     ],
