@@ -5,7 +5,7 @@ DATA ?=
 DEMO_OUT ?= demo_output
 ONLY ?=
 
-.PHONY: install test test-fast lint format docs demo bench clean
+.PHONY: install test test-fast test-min lint format docs demo bench clean
 
 install:
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,22 @@ test:
 # Day-to-day: everything but the slow tier (pip installs, accelerate launches, benchmark runs).
 test-fast:
 	$(OFFLINE) $(BIN)/python -m pytest -q -m "not slow" tests
+
+# The fast tests on the oldest versions setup.cfg allows: a separate venv with each declared floor
+# pinned exactly (tests/_floors.py reads them from setup.cfg; torch is the one CPU build on disk),
+# checked against pip freeze. The dev tools float.
+VENV_MIN ?= .venv-min
+MIN_BIN := $(VENV_MIN)/bin
+TORCH_PIN := torch==2.13.0
+
+test-min:
+	$(PY) -m venv $(VENV_MIN)
+	$(MIN_BIN)/pip install --upgrade pip
+	$(MIN_BIN)/pip install $(TORCH_PIN)
+	$(PY) tests/_floors.py constraints --override $(TORCH_PIN) > $(VENV_MIN)/floors.txt
+	$(MIN_BIN)/pip install -e ".[dev]" --constraint $(VENV_MIN)/floors.txt
+	$(MIN_BIN)/pip freeze | $(PY) tests/_floors.py check --override $(TORCH_PIN)
+	$(OFFLINE) $(MIN_BIN)/python -m pytest -q -m "not slow" tests
 
 lint:
 	$(BIN)/ruff check .

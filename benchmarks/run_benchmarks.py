@@ -33,7 +33,18 @@ from common import isolated, machine, model_dir  # noqa: E402
 
 #: Benchmark modules of their own (``benchmarks/<name>.py`` with ``measure(workdir, quick)`` and
 #: ``render(result)``), measured after the pipeline groups, in this order.
-TOPICS = ("cli", "tiling", "zcontext", "volumes", "iou_head", "families", "cache_verify", "ddp", "gpu")
+TOPICS = (
+    "cli",
+    "tiling",
+    "zcontext",
+    "volumes",
+    "iou_head",
+    "families",
+    "cache_verify",
+    "ddp",
+    "gpu",
+    "shortstacks",
+)
 
 
 def _subfolder(workdir: str, name: str) -> str:

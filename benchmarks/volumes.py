@@ -78,7 +78,7 @@ def bench_score(truth: str, prediction: str, labels: str | None = None) -> dict:
 
 
 def bench_labels(prediction: str, labels: str) -> dict:
-    from sam_mito.volumes.instances import label_mask
+    from sam_mito.volumes.labelling import label_mask
     from sam_mito.volumes.reading import open_volume
 
     start = time.perf_counter()

@@ -52,6 +52,17 @@ DEFAULT_Z_WEIGHTING = "mean"
 #: measured on the EPFL block (benchmarks/zcontext.py).
 DEFAULT_MIN_SIZE = 15000
 DEFAULT_MIN_SIZE_2D = 500
+#: Stacks shallower than this many slices (the EPFL block's 21, on which DEFAULT_MIN_SIZE was
+#: measured) default to DEFAULT_MIN_SIZE * depth / MIN_SIZE_DEPTH voxels (benchmarks/shortstacks.py).
+MIN_SIZE_DEPTH = 21
+#: Default ``min_area``: an object crossing every slice of a stack is also kept when its mean
+#: cross-section has this many pixels (the single-image limit; benchmarks/shortstacks.py).
+DEFAULT_MIN_AREA = DEFAULT_MIN_SIZE_2D
+#: How ``--labels-out`` numbers instances: ``components`` (touching objects are one) or ``watershed``
+#: (each component split at its narrowings; sam_mito.volumes.watershed), and the seeds' h in voxels.
+INSTANCE_METHODS = ("components", "watershed")
+DEFAULT_INSTANCES = "components"
+DEFAULT_SEED_HEIGHT = 2.0
 #: Default per-slice hole filling and opening radius (0: no opening).
 DEFAULT_FILL_HOLES = True
 DEFAULT_OPENING = 0

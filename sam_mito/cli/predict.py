@@ -13,6 +13,7 @@ from sam_mito.cli.args import (
     integer,
     local,
     odd,
+    positive,
 )
 from sam_mito.defaults import (
     DEFAULT_HALO,
@@ -29,7 +30,17 @@ OUTPUTS = {"--out": "out", "--probabilities-out": "probabilities_out", "--labels
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from sam_mito.defaults import DEFAULT_FILL_HOLES, DEFAULT_MIN_SIZE, DEFAULT_MIN_SIZE_2D, DEFAULT_OPENING
+    from sam_mito.defaults import (
+        DEFAULT_FILL_HOLES,
+        DEFAULT_INSTANCES,
+        DEFAULT_MIN_AREA,
+        DEFAULT_MIN_SIZE,
+        DEFAULT_MIN_SIZE_2D,
+        DEFAULT_OPENING,
+        DEFAULT_SEED_HEIGHT,
+        INSTANCE_METHODS,
+        MIN_SIZE_DEPTH,
+    )
 
     parser = add_command(
         commands,
@@ -53,6 +64,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     files.add_argument(
         "--probabilities-out",
         help="also write the float32 probabilities: .zarr with a .zarr --out, else .tif",
+    )
+    files.add_argument(
+        "--voxel-size",
+        nargs=3,
+        type=positive,
+        metavar="NM",
+        help="voxel size in nm, z y x (EPFL: 5 5 5): written into the .zarr outputs' OME-Zarr scale, "
+        "which sam-mito measure reads",
     )
     add_overwrite(files, "outputs (a finished .zarr run, a file)")
     prompts = parser.add_argument_group("prompts and tiles")
@@ -108,8 +127,31 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     cleanup.add_argument(
         "--min-size",
         type=integer(0),
-        help=f"drop objects smaller than this: voxels of 3D objects in a stack (default {DEFAULT_MIN_SIZE}), "
-        f"pixels in a single image (default {DEFAULT_MIN_SIZE_2D}); 0 keeps all",
+        help=f"drop objects smaller than this: voxels of 3D objects in a stack (default {DEFAULT_MIN_SIZE} "
+        f"from {MIN_SIZE_DEPTH} slices deep, {DEFAULT_MIN_SIZE} x slices / {MIN_SIZE_DEPTH} in shallower "
+        f"stacks), pixels in a single image (default {DEFAULT_MIN_SIZE_2D}); 0 keeps all",
+    )
+    cleanup.add_argument(
+        "--min-area",
+        type=integer(0),
+        default=DEFAULT_MIN_AREA,
+        help="stacks: also keep an object that crosses every slice when its mean cross-section has this "
+        "many pixels (a few slices cannot show its 3D size); 0: judge it by --min-size alone",
+    )
+    instances = parser.add_argument_group("instances (--labels-out)")
+    instances.add_argument(
+        "--instances",
+        choices=INSTANCE_METHODS,
+        default=DEFAULT_INSTANCES,
+        help="components: 3D connected objects (touching ones are one); watershed: each split where it "
+        "narrows (seeded watershed of its distance transform)",
+    )
+    instances.add_argument(
+        "--seed-height",
+        type=positive,
+        default=DEFAULT_SEED_HEIGHT,
+        help="watershed: split where the narrowing between two centres dips this many voxels of distance "
+        "below the lower one",
     )
     hardware = parser.add_argument_group("hardware")
     add_precision(hardware)
@@ -144,6 +186,9 @@ def run(args: argparse.Namespace) -> None:
         opening=args.opening,
         fill_holes=args.fill_holes,
         min_size=args.min_size,
+        min_area=args.min_area,
+        instances=args.instances,
+        seed_height=args.seed_height,
     )
     model, processor = load_sam(args.model, device=device)
     check_tile(args.tile, model.config, name="--tile")
@@ -166,6 +211,7 @@ def run(args: argparse.Namespace) -> None:
         boxes_path=args.boxes,
         probabilities_path=args.probabilities_out,
         overwrite=args.overwrite,
+        voxel_size=args.voxel_size,
     ).to_dict()
     _print_summary(args, summary)
 
@@ -182,13 +228,28 @@ def _print_summary(args: argparse.Namespace, summary: dict) -> None:
     )
     if "objects_removed" in summary:
         unit = "pixels" if len(summary["shape"]) == 2 else "voxels"
-        minimum = summary["postprocessing"]["min_size"]
+        post = summary["postprocessing"]
+        crossing = (
+            f" (under {post['min_area']} per slice if they cross all {summary['shape'][0]} slices)"
+            if unit == "voxels" and post.get("min_area")
+            else ""
+        )
         print(
-            f"dropped {summary['objects_removed']} objects under {minimum} {unit}, kept {summary['objects_kept']}"
+            f"dropped {summary['objects_removed']} objects under {post['min_size']} {unit}{crossing}, "
+            f"kept {summary['objects_kept']}"
         )
     if "instances" in summary:
         sizes = summary["instance_sizes"]
         quantiles = ", ".join(f"{k} {v:.0f}" for k, v in sizes.items()) if sizes else "none"
         print(f"wrote {args.labels_out}: {summary['instances']} instances; sizes in voxels: {quantiles}")
+    if "components_split" in summary:
+        print(
+            f"watershed split {summary['components_split']} of {summary['components']} connected objects"
+            + (
+                f" ({summary['components_too_large']} too large, kept whole)"
+                if summary["components_too_large"]
+                else ""
+            )
+        )
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}")

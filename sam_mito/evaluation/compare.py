@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -102,14 +102,17 @@ def score_model(
     Returns
     -------
     scores : dict
-        As :func:`sam_mito.evaluation.metrics.dice_iou`.
+        As :func:`sam_mito.evaluation.metrics.dice_iou`, and ``predicted_foreground``: the fraction
+        of patches with at least one foreground pixel predicted (0: the model predicts nothing).
     dice : numpy.ndarray
         Each patch's Dice.
     """
     counts = [overlap_counts(pred, ref) for _, pred, ref in predict_patches(model, embeddings, split, mode)]
     intersection, pred_sum, ref_sum = (np.concatenate(c) for c in zip(*counts, strict=True))
     dice, _ = per_image_scores(intersection, pred_sum, ref_sum)
-    return scores_from_counts(intersection, pred_sum, ref_sum), dice
+    scores = scores_from_counts(intersection, pred_sum, ref_sum)
+    scores["predicted_foreground"] = float((pred_sum > 0).mean())
+    return scores, dice
 
 
 def results_table(results: list[dict]) -> str:
@@ -181,6 +184,9 @@ class Comparison(Result):
         One row per model and prompt mode (see :func:`compare`).
     table : str
         The results as a Markdown table.
+    warnings : list of str
+        What the caller should be told (also logged): a model that predicts no foreground on any
+        patch in some prompt mode.
     """
 
     dataset: str
@@ -189,6 +195,7 @@ class Comparison(Result):
     finetuned: str
     results: list[dict]
     table: str
+    warnings: list[str] = field(default_factory=list)
 
 
 def compare(
@@ -279,12 +286,40 @@ def compare(
         finetuned=public_name(str(finetuned)),
         results=results,
         table=results_table(results),
+        warnings=blind_warnings(results, split),
     )
     if out_dir is not None:
         figure_mode = figure_mode if figure_mode in modes else modes[0]
         figure = _figure(models, patches, dice, figure_mode, figure_rows)
         _write_report(Path(out_dir), report, figure)
     return report
+
+
+def blind_warnings(results: list[dict], split: str) -> list[str]:
+    """One warning, also logged, per model that predicted no foreground on any patch in a mode.
+
+    Parameters
+    ----------
+    results : list of dict
+        Rows of :func:`compare`'s report (with ``predicted_foreground``).
+    split : str
+        The split scored, named in the message.
+
+    Returns
+    -------
+    list of str
+    """
+    messages = []
+    for row in results:
+        if row["predicted_foreground"] == 0 and row["n_images"]:
+            message = (
+                f"the {row['model']} model predicts no foreground on any of the {row['n_images']} "
+                f"{split} patches with {row['prompts']} (Dice {row['dice']:.4f}): it learned nothing it "
+                "can show (a learning rate too low for its base? docs/training.md)"
+            )
+            logger.warning(message)
+            messages.append(message)
+    return messages
 
 
 def _figure(models: dict, patches: datasets.Dataset, dice: dict, mode: str, count: int):

@@ -125,7 +125,23 @@ def dice_iou(
 
 
 def load_metric():
-    """The metrics as a local ``evaluate`` module (no Hub access): ``evaluate.load`` of the packaged script."""
-    import evaluate
+    """The metrics as a local ``evaluate`` module (no Hub access): ``evaluate.load`` of the packaged script.
+
+    Needs the optional ``evaluate`` package: ``pip install "sam-mito[metrics]"``.
+
+    Raises
+    ------
+    SamMitoError
+        ``evaluate`` is not installed.
+    """
+    try:
+        import evaluate
+    except ModuleNotFoundError as err:
+        if err.name != "evaluate":
+            raise
+        raise SamMitoError(
+            "load_metric() needs the optional package evaluate, which is not installed: "
+            'pip install "sam-mito[metrics]"'
+        ) from err
 
     return evaluate.load(str(METRIC_SCRIPT))

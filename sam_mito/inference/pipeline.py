@@ -21,11 +21,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sam_mito.errors import SamMitoError
-from sam_mito.inference.postprocessing import PostProcessing, clean_slice, drop_small_objects
+from sam_mito.inference.postprocessing import (
+    PostProcessing,
+    clean_slice,
+    drop_small_objects,
+    empty_mask_warnings,
+)
 from sam_mito.inference.zcontext import smooth_slices, window_slices
 from sam_mito.models.decoding import Box
 from sam_mito.results import Result
-from sam_mito.volumes.instances import label_array
+from sam_mito.volumes.labelling import label_array
 from sam_mito.volumes.reading import open_volume
 from sam_mito.volumes.volume import Volume
 
@@ -53,8 +58,13 @@ class PredictionSummary(Result):
         Instance labels written; None without labels.
     instance_sizes : dict or None
         Voxel quantiles ``p0``..``p100`` of the instances.
+    components, components_split, components_too_large : int or None
+        ``watershed`` instances only: connected objects, those split, those too large to split.
     process, processes : int
         This process's rank and the number of processes (1 outside ``accelerate launch``).
+    warnings : list of str
+        What the caller should be told, each naming the flags that change it (also logged):
+        today, that the size filter removed every object (:func:`empty_mask_warnings`).
     """
 
     shape: tuple[int, ...]
@@ -67,13 +77,22 @@ class PredictionSummary(Result):
     objects_kept: int | None = None
     instances: int | None = None
     instance_sizes: dict | None = None
+    components: int | None = None
+    components_split: int | None = None
+    components_too_large: int | None = None
     process: int = 0
     processes: int = 1
+    warnings: list[str] = field(default_factory=list)
 
     def record(self, values: dict) -> None:
         """Set the fields named in ``values`` (the size filter's or the labelling's counts)."""
         for key, value in values.items():
             setattr(self, key, value)
+
+    def record_filter(self, removed: dict, post: PostProcessing, volume: Volume) -> None:
+        """Record the size filter's counts and, if it removed every object, the warning that says so."""
+        self.record(removed)
+        self.warnings += empty_mask_warnings(removed, post, len(volume), single_image=volume.single_image)
 
     def to_dict(self) -> dict:
         """The summary as JSON values; fields that do not apply (None) are left out."""
@@ -90,7 +109,7 @@ class Segmentation:
     mask : numpy.ndarray
         ``uint8``, 0 or 255, the input's shape.
     labels : numpy.ndarray or None
-        ``uint32`` instance labels (3D connected components of ``mask``; 0 = background).
+        ``uint32`` instance labels of ``mask`` by ``post.instances`` (0 = background).
     probabilities : numpy.ndarray or None
         ``float32`` probabilities that were thresholded (after the z-window), when asked for.
     summary : PredictionSummary
@@ -148,14 +167,16 @@ def segment_volume(
         if kept is not None:
             kept[z] = probability
     if post.min_size:
-        removed, blocks = drop_small_objects(Volume.from_array(mask), post.min_size)
+        removed, blocks = drop_small_objects(Volume.from_array(mask), post.min_size, min_area=post.min_area)
         for block, filtered, changed in blocks:
             if changed:
                 mask[block] = filtered
-        summary.record(removed)
+        summary.record_filter(removed, post, volume)
     instances = None
     if labels:
-        instances, labelled = label_array(Volume.from_array(mask))
+        instances, labelled = label_array(
+            Volume.from_array(mask), method=post.instances, seed_height=post.seed_height
+        )
         summary.record(labelled)
     summary.encoder_passes = segmenter.encoder_passes
     squeeze = (lambda a: a[0]) if volume.single_image else (lambda a: a)

@@ -15,7 +15,21 @@ What ``sam-mito predict`` does to each slice's probability map, in order:
    than memory is never loaded. Only voxels of small objects are removed, so running the pass again
    over a partly filtered mask (a run killed during it) gives the same result.
 
-Instance labels (``--labels``) are the 3D components of the result. The defaults are plain command
+A stack of a few slices cannot show the 3D size of what crosses it: a mitochondrion of 1000
+pixels across fills 2000 voxels of a 2-slice stack. So the limits follow the stack
+(``benchmarks/shortstacks.py``):
+
+- an object that crosses every slice (touches the first and the last) is also kept when its mean
+  cross-section has ``min_area`` pixels (500 by default, the single-image limit): the stack shows
+  a section of it, not its size;
+- the default ``min_size`` (:func:`default_min_size`) is 15000 voxels from :data:`MIN_SIZE_DEPTH`
+  (21) slices deep, the depth it was measured on, and 15000 × depth / 21 in a shallower stack.
+
+On a 21-slice stack this keeps the fixed 15000's gain; on stacks of 2 to 5 real slices it keeps the
+mitochondria 15000 removed. When the filter removes every object, the prediction's summary says so
+(:func:`empty_mask_warnings`).
+
+Instance labels (``--labels-out``) are the 3D components of the result. The defaults are plain command
 line defaults, not model settings: training sees 2D patches only, so it cannot choose them, and
 they depend on the stack (slice spacing, voxel size, object size) more than on the model.
 """
@@ -32,15 +46,20 @@ from scipy import ndimage
 
 from sam_mito.defaults import (
     DEFAULT_FILL_HOLES,
+    DEFAULT_INSTANCES,
+    DEFAULT_MIN_AREA,
     DEFAULT_MIN_SIZE,
     DEFAULT_MIN_SIZE_2D,
     DEFAULT_OPENING,
+    DEFAULT_SEED_HEIGHT,
     DEFAULT_Z_WEIGHTING,
     DEFAULT_Z_WINDOW,
+    MIN_SIZE_DEPTH,
 )
 from sam_mito.errors import SamMitoError
 from sam_mito.inference.zcontext import check_z_window
-from sam_mito.volumes.instances import Block, block_grid, label_blocks
+from sam_mito.volumes.instances import Block, BlockGrid, VolumeLabeler, block_grid, label_blocks
+from sam_mito.volumes.labelling import check_method
 from sam_mito.volumes.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -63,8 +82,20 @@ class PostProcessing:
     fill_holes : bool
         Fill holes per slice (2D).
     min_size : int or None
-        Drop objects with fewer voxels (stacks, 3D) or pixels (single images); None picks
-        :data:`DEFAULT_MIN_SIZE` or :data:`DEFAULT_MIN_SIZE_2D` (see :meth:`for_volume`).
+        Drop objects with fewer voxels (stacks, 3D) or pixels (single images); None picks the
+        default for the stack's depth (:func:`default_min_size`) or :data:`DEFAULT_MIN_SIZE_2D`
+        (see :meth:`for_volume`); 0 keeps every object.
+    min_area : int
+        Stacks only: an object that crosses every slice is kept as well when it has at least
+        ``min_area`` voxels per slice (a mean cross-section of ``min_area`` pixels), however few
+        voxels that makes; 0: such objects are judged by ``min_size`` like any other.
+    instances : str
+        How instance labels are numbered (:data:`sam_mito.defaults.INSTANCE_METHODS`):
+        ``components`` (touching objects are one) or ``watershed`` (split at their narrowings,
+        :mod:`sam_mito.volumes.watershed`).
+    seed_height : float
+        ``watershed`` only: how far (voxels of distance) a narrowing must dip below the centres it
+        joins to split them.
     """
 
     threshold: float = 0.5
@@ -73,6 +104,9 @@ class PostProcessing:
     opening: int = DEFAULT_OPENING
     fill_holes: bool = DEFAULT_FILL_HOLES
     min_size: int | None = None
+    min_area: int = DEFAULT_MIN_AREA
+    instances: str = DEFAULT_INSTANCES
+    seed_height: float = DEFAULT_SEED_HEIGHT
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not (
@@ -80,29 +114,55 @@ class PostProcessing:
         ):
             raise SamMitoError(f"threshold {self.threshold!r}: expected a probability, 0 <= threshold < 1")
         check_z_window(self.z_window, self.z_weighting)
-        for name in ("opening", "min_size"):
+        for name in ("opening", "min_size", "min_area"):
             value = getattr(self, name)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, Integral) or value < 0
             ):
                 raise SamMitoError(f"{name} {value!r}: expected a whole number >= 0 (0: off)")
+        check_method(self.instances, self.seed_height)
         if not isinstance(self.fill_holes, bool | np.bool_):
             raise SamMitoError(f"fill_holes {self.fill_holes!r}: expected True or False")
 
     def for_volume(self, volume: Volume) -> PostProcessing:
-        """These settings with ``min_size`` resolved for ``volume``: voxels for a stack, pixels for an image."""
-        if self.min_size is not None:
-            return self
-        default = DEFAULT_MIN_SIZE_2D if volume.single_image else DEFAULT_MIN_SIZE
-        return PostProcessing(**{**asdict(self), "min_size": default})
+        """These settings resolved for ``volume``: ``min_size`` in voxels for a stack (by default for its
+        depth, :func:`default_min_size`) or in pixels for a single image, whose ``min_area`` is 0."""
+        resolved = {}
+        if self.min_size is None:
+            resolved["min_size"] = (
+                DEFAULT_MIN_SIZE_2D if volume.single_image else default_min_size(len(volume))
+            )
+        if volume.single_image and self.min_area:
+            resolved["min_area"] = 0  # an image is judged by its pixels alone
+        return PostProcessing(**{**asdict(self), **resolved}) if resolved else self
 
     def settings(self) -> dict:
         """The settings as plain JSON values (recorded with a zarr output)."""
         values = asdict(self)
-        kinds = {"threshold": float, "z_window": int, "opening": int, "fill_holes": bool, "min_size": int}
+        kinds = {"threshold": float, "z_window": int, "opening": int, "fill_holes": bool}
+        kinds |= {"min_size": int, "min_area": int, "instances": str, "seed_height": float}
         for name, kind in kinds.items():
             values[name] = None if values[name] is None else kind(values[name])
         return values
+
+
+def default_min_size(depth: int) -> int:
+    """The default ``min_size`` of a stack of ``depth`` slices, in voxels.
+
+    :data:`DEFAULT_MIN_SIZE` from :data:`MIN_SIZE_DEPTH` slices on, the depth it was measured on;
+    below, the same share of it per slice, ``ceil(DEFAULT_MIN_SIZE * depth / MIN_SIZE_DEPTH)``
+    (about 714 voxels per slice): a shallower stack cannot hold as many voxels of an object.
+
+    Parameters
+    ----------
+    depth : int
+        Slices in the stack (at least 1).
+
+    Returns
+    -------
+    int
+    """
+    return min(DEFAULT_MIN_SIZE, -(-DEFAULT_MIN_SIZE * depth // MIN_SIZE_DEPTH))
 
 
 def clean_slice(probability: np.ndarray, post: PostProcessing) -> np.ndarray:
@@ -134,15 +194,21 @@ def disk(radius: int) -> np.ndarray:
     return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
 
 
-def drop_small_objects(mask: Volume, min_size: int) -> tuple[dict, Iterator[tuple[Block, np.ndarray, bool]]]:
+def drop_small_objects(
+    mask: Volume, min_size: int, *, min_area: int = 0
+) -> tuple[dict, Iterator[tuple[Block, np.ndarray, bool]]]:
     """Remove the 3D objects (face-connected) of a 0/255 mask volume with fewer than ``min_size`` voxels.
 
     Parameters
     ----------
     mask : Volume
-        The mask, read block by block, twice (chunk-aligned blocks for zarr, whole slices otherwise).
+        The mask, read block by block, twice (chunk-aligned blocks for zarr, whole slices otherwise);
+        with ``min_area``, its first and last slices' blocks once more.
     min_size : int
         Smallest object kept, in voxels.
+    min_area : int, keyword-only
+        An object touching both the first and the last slice is kept too when it has at least
+        ``min_area * depth`` voxels (0: off).
 
     Returns
     -------
@@ -152,11 +218,20 @@ def drop_small_objects(mask: Volume, min_size: int) -> tuple[dict, Iterator[tupl
         Every block in C order (z first) with its filtered 0/255 ``uint8`` mask and whether it changed.
     """
     grid = block_grid(mask.shape, mask.chunks)
-    labeler, labelled = label_blocks(grid, lambda block: mask.block(*block) > 0)
+
+    def read(block: Block) -> np.ndarray:
+        return mask.block(*block) > 0
+
+    labeler, labelled = label_blocks(grid, read)
     small = labeler.sizes < min_size
+    depth = mask.shape[0]
+    if min_area:
+        small &= ~(_crossing(labeler, grid, read) & (labeler.sizes >= min_area * depth))
     small[0] = False
     summary = {"objects_removed": int(small.sum()), "objects_kept": int(labeler.count - small.sum())}
-    logger.info("dropping %d of %d objects under %d voxels", small.sum(), labeler.count, min_size)
+    crossing = min(min_size, min_area * depth) if min_area else min_size
+    message = "dropping %d of %d objects under %d voxels (under %d if they cross all %d slices)"
+    logger.info(message, small.sum(), labeler.count, min_size, crossing, depth)
 
     def blocks() -> Iterator[tuple[Block, np.ndarray, bool]]:
         for block, labels in labelled:
@@ -165,3 +240,60 @@ def drop_small_objects(mask: Volume, min_size: int) -> tuple[dict, Iterator[tupl
             yield block, kept.astype(np.uint8) * 255, bool(dropped.any())
 
     return summary, blocks()
+
+
+def _crossing(labeler: VolumeLabeler, grid: BlockGrid, read) -> np.ndarray:
+    """Per instance id: whether it has voxels in both the first and the last slice."""
+    depth = grid.shape[0]
+    first, last = (np.zeros(labeler.count + 1, bool) for _ in range(2))
+    for index, block in grid:
+        zs = block[0]
+        if zs.start == 0 or zs.stop == depth:
+            labels = labeler.labels(index, read(block))
+            if zs.start == 0:
+                first[labels[0]] = True
+            if zs.stop == depth:
+                last[labels[-1]] = True
+    return first & last
+
+
+def empty_mask_warnings(removed: dict, post: PostProcessing, depth: int, *, single_image: bool) -> list[str]:
+    """A warning, also logged, when the size filter removed every object it found; else none.
+
+    Parameters
+    ----------
+    removed : dict
+        :func:`drop_small_objects`'s ``objects_removed`` and ``objects_kept``.
+    post : PostProcessing
+        The settings it applied (resolved: :meth:`PostProcessing.for_volume`).
+    depth : int
+        Slices in the stack.
+    single_image : bool, keyword-only
+        Whether it counted pixels of a single image rather than voxels of a stack.
+
+    Returns
+    -------
+    list of str
+        One message naming the flags that change the outcome, or empty.
+    """
+    if removed["objects_kept"] or not removed["objects_removed"]:
+        return []
+    found = f"the size filter removed all {removed['objects_removed']} objects found, so the mask is empty"
+    if single_image:
+        message = (
+            f"{found} (each under {post.min_size} pixels): --min-size 0 keeps every object, "
+            "a smaller --min-size keeps more"
+        )
+    else:
+        crossing = (
+            f", and those crossing all {depth} slices under {post.min_area} pixels per slice"
+            if post.min_area
+            else ""
+        )
+        message = (
+            f"{found} (objects under {post.min_size} voxels go{crossing}): --min-size 0 keeps every object, "
+            "a smaller --min-size or --min-area keeps more (slices far apart, as in serial sections, hold "
+            "fewer voxels of each object than contiguous slices)"
+        )
+    logger.warning(message)
+    return [message]

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +47,8 @@ from sam_mito.inference.pipeline import PredictionSummary, finished_slices, read
 from sam_mito.inference.postprocessing import PostProcessing, drop_small_objects
 from sam_mito.inference.segmenter import Segmenter
 from sam_mito.version import __version__
-from sam_mito.volumes.instances import label_mask
-from sam_mito.volumes.omezarr import create_image, open_image
+from sam_mito.volumes.labelling import label_mask
+from sam_mito.volumes.omezarr import check_voxel_size, create_image, open_image, set_voxel_size
 from sam_mito.volumes.reading import is_zarr, open_volume
 from sam_mito.volumes.volume import Volume
 
@@ -85,6 +85,7 @@ def predict_volume(
     boxes_path: str | Path | None = None,
     post: PostProcessing | None = None,
     overwrite: bool = False,
+    voxel_size: Sequence[float] | None = None,
 ) -> PredictionSummary:
     """Segment an image, stack, slice folder or zarr into a 0/255 ``uint8`` mask of the same shape.
 
@@ -111,16 +112,22 @@ def predict_volume(
     overwrite : bool, keyword-only
         Replace a finished zarr output (or one started with other settings, or not made by
         sam-mito), and existing labels; an unfinished run of the same settings still resumes.
+    voxel_size : sequence of float, keyword-only
+        ``(z, y, x)`` voxel size in nanometres, written into every ``.zarr`` output (mask, labels,
+        probabilities) once it is finished, as its NGFF scale with the unit ``nanometer``
+        (``sam-mito measure`` reads it back); TIFF outputs do not record it.
 
     Returns
     -------
     PredictionSummary
-        What was predicted, filtered and labelled (this process's counts).
+        What was predicted, filtered and labelled (this process's counts), and its ``warnings``:
+        for one, that the size filter removed every object (the mask is empty).
     """
     post = post or segmenter.post
     rank, world, barrier = _processes(segmenter)
     volume = open_volume(input_path)
     post = post.for_volume(volume)
+    sizes = check_voxel_size(voxel_size) if voxel_size is not None else None
     named = {"output_path": output_path, "probabilities_path": probabilities_path, "labels_path": labels_path}
     inputs = {"input_path": input_path, "boxes_path": boxes_path}
     check_outputs(named, inputs, overwrite=overwrite, resumable=True)  # a zarr run may resume
@@ -143,7 +150,12 @@ def predict_volume(
     if not is_zarr(output_path):
         summary = _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, post)
         if labels_path is not None:
-            summary.record(label_mask(open_volume(output_path), labels_path))
+            summary.record(
+                label_mask(
+                    open_volume(output_path), labels_path, method=post.instances, seed_height=post.seed_height
+                )
+            )
+        _record_voxel_size(sizes, labels_path)
         return summary
     settings = _settings(segmenter, volume, input_path, outputs, boxes_path, post)
     resume = _existing_run(Path(output_path), settings, overwrite=overwrite)
@@ -178,13 +190,19 @@ def predict_volume(
                 f"{output_path}: slices {missing[:5]} are not complete; run the same command again"
             )
         if post.min_size:  # in place; a kill here is repaired by running it again (it only removes)
-            removed, blocks = drop_small_objects(open_volume(output_path), post.min_size)
+            written = open_volume(output_path)
+            removed, blocks = drop_small_objects(written, post.min_size, min_area=post.min_area)
             for block, mask, changed in tqdm(blocks, desc="dropping small objects", unit="block"):
                 if changed:
                     masks[block] = mask
-            summary.record(removed)
+            summary.record_filter(removed, post, volume)
         if labels_path is not None:
-            summary.record(label_mask(open_volume(output_path), labels_path))
+            summary.record(
+                label_mask(
+                    open_volume(output_path), labels_path, method=post.instances, seed_height=post.seed_height
+                )
+            )
+        _record_voxel_size(sizes, output_path, probabilities_path, labels_path)
         group = open_image(output_path)[0]
         group.attrs[RUN_ATTR] = {**settings, "complete": True}
         shutil.rmtree(progress)
@@ -236,6 +254,17 @@ def check_output_formats(
                 f"{path}: {names[kind]} is a PNG, which holds one 2D image, but {volume.source} is a stack of "
                 f"{volume.shape[0]} slices; write .tif or .zarr"
             )
+
+
+def _record_voxel_size(sizes: tuple[float, ...] | None, *paths: str | Path | None) -> None:
+    """Write the voxel size into each finished ``.zarr`` of ``paths`` (TIFF outputs cannot hold it)."""
+    if sizes is None:
+        return
+    zarrs = [path for path in paths if path is not None and is_zarr(path)]
+    for path in zarrs:
+        set_voxel_size(path, sizes)
+    if not zarrs:
+        logger.warning("voxel size %s nm not recorded: only .zarr outputs hold it", list(sizes))
 
 
 def _check_labels_target(labels_path: str | Path | None, *, overwrite: bool) -> None:
@@ -319,12 +348,14 @@ def _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, pos
                 if probabilities_path is not None:
                     probabilities.write(probability, contiguous=True)
         if post.min_size:
-            removed, blocks = drop_small_objects(open_volume(unfiltered), post.min_size)
+            removed, blocks = drop_small_objects(
+                open_volume(unfiltered), post.min_size, min_area=post.min_area
+            )
             with tifffile.TiffWriter(partial) as filtered:
                 for _, mask, _ in blocks:
                     for page in mask:
                         filtered.write(page, contiguous=True)
-            summary.record(removed)
+            summary.record_filter(removed, post, volume)
         if Path(output_path).suffix.lower() == PNG_SUFFIX:  # a single image: the page, as a real PNG
             Image.fromarray(tifffile.imread(partial)).save(partial, format="PNG")
     logger.info("wrote %s %s (%d encoder passes)", output_path, summary.shape, segmenter.encoder_passes)

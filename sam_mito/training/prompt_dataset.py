@@ -13,6 +13,7 @@ from sam_mito.features.cache import EmbeddingCache, build_cache
 from sam_mito.features.encoding import pixel_values
 from sam_mito.models.decoding import pad_boxes
 from sam_mito.training.config import SamMitoConfig
+from sam_mito.volumes.volume import NORMALIZATION
 
 
 def _check_split(split: datasets.Dataset, name: str, prompt_mode: str) -> None:
@@ -65,6 +66,21 @@ class PromptDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def inference_settings(self) -> dict:
+        """What a model trained on these rows records as ``config.sam_mito`` for inference.
+
+        Returns
+        -------
+        dict
+            ``patch_size`` (the patches' longest side), ``prompt_mode`` and ``normalization``
+            (:data:`sam_mito.volumes.volume.NORMALIZATION`, the rule ``prepare`` applies).
+        """
+        return {
+            "patch_size": max(self.labels[0].shape) if self.labels else None,
+            "prompt_mode": self.prompt_mode,
+            "normalization": NORMALIZATION,
+        }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         label = self.labels[index]

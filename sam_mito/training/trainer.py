@@ -11,14 +11,13 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from transformers import EvalPrediction, SamModel, SamProcessor, Trainer, set_seed
+from transformers import SamModel, SamProcessor, Trainer, set_seed
 from transformers.trainer_utils import HubStrategy
 
 from sam_mito.data.patches import load_patches
 from sam_mito.data.prompts import jitter_boxes
 from sam_mito.defaults import TINY_BASE
 from sam_mito.errors import SamMitoError
-from sam_mito.evaluation.metrics import dice_iou
 from sam_mito.hub.cards import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo
 from sam_mito.hub.uploads import AllowListedPushes
 from sam_mito.models.decoding import Decoded, decode, decode_all_masks
@@ -34,6 +33,7 @@ from sam_mito.paths import public_json, public_name
 from sam_mito.results import Result
 from sam_mito.training.config import RUN_RECORD, SamMitoConfig
 from sam_mito.training.losses import MaskDecoderLoss
+from sam_mito.training.outcome import compute_segmentation_metrics, warn_if_blind
 from sam_mito.training.processes import (
     freeze_unreached,
     keep_last_batch,
@@ -41,18 +41,10 @@ from sam_mito.training.processes import (
     run_record,
     whole_modules,
 )
-from sam_mito.training.prompt_dataset import collate_prompts, prompt_dataset
+from sam_mito.training.prompt_dataset import PromptDataset, collate_prompts, prompt_dataset
 from sam_mito.training.run_checks import check_train_size, prepare_output_dir
-from sam_mito.volumes.volume import NORMALIZATION
 
 logger = logging.getLogger(__name__)
-
-
-def compute_segmentation_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    """Trainer ``compute_metrics``: Dice and IoU of thresholded logits against the reference masks."""
-    logits, references = prediction.predictions, prediction.label_ids
-    scores = dice_iou(logits > 0, references > 0.5)
-    return {k: v for k, v in scores.items() if k != "n_images"}
 
 
 class SamMitoTrainer(AllowListedPushes, Trainer):
@@ -115,13 +107,16 @@ class SamMitoTrainer(AllowListedPushes, Trainer):
             check_train_size(args, len(train_dataset))
         model.to(args.device)
         if isinstance(train_dataset, datasets.Dataset):
-            # Saved with the model, so inference tiles and normalises slices as in training.
-            model.config.sam_mito = {
-                "patch_size": max(train_dataset[0]["image"].size),
-                "prompt_mode": args.prompt_mode,
-                "normalization": NORMALIZATION,
-            }
             train_dataset = prompt_dataset(model, processor, train_dataset, args, name=args.train_split)
+        if isinstance(train_dataset, PromptDataset):
+            # Saved with the model, so inference tiles and normalises slices as in training.
+            model.config.sam_mito = train_dataset.inference_settings()
+        elif train_dataset is not None:
+            logger.warning(
+                "train_dataset is a %s, not a prepared split or PromptDataset: the model's config "
+                "records no patch size or normalisation, so inference will use its defaults",
+                type(train_dataset).__name__,
+            )
         if isinstance(eval_dataset, datasets.Dataset):
             eval_dataset = prompt_dataset(
                 model, processor, eval_dataset, args, name=args.eval_split or "eval"
@@ -394,6 +389,8 @@ def train(config: SamMitoConfig) -> TrainingResult:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
+        if trainer.is_world_process_zero():
+            warn_if_blind(eval_metrics, config, len(eval_split))
     trainer.create_model_card()
     if config.push_to_hub:
         trainer.push_to_hub()

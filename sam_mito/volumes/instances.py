@@ -18,23 +18,15 @@ first appearance in block order, so the same volume and blocks always give the s
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import tifffile
 from scipy import ndimage, sparse
-from tqdm.auto import tqdm
 
 from sam_mito.errors import SamMitoError
-from sam_mito.files import atomic_directory, atomic_file
-from sam_mito.volumes.omezarr import create_image
-from sam_mito.volumes.reading import is_zarr
-from sam_mito.volumes.volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -243,67 +235,3 @@ def size_quantiles(sizes: np.ndarray, quantiles: tuple[float, ...] = (0.0, 0.25,
         return {}
     values = np.quantile(sizes, quantiles)
     return {f"p{round(q * 100)}": float(v) for q, v in zip(quantiles, values, strict=True)}
-
-
-def label_mask(mask: Volume, labels_path: str | Path) -> dict:
-    """Write the 3D connected components of a 0/255 (or 0/1) mask volume as ``uint32`` instance labels.
-
-    Parameters
-    ----------
-    mask : Volume
-        The binary mask, read block by block (twice).
-    labels_path : str or Path
-        ``.zarr`` (OME-Zarr marked ``image-label``) or TIFF; written atomically.
-
-    Returns
-    -------
-    dict
-        ``instances`` (count) and ``instance_sizes`` (voxel quantiles).
-    """
-    target = Path(labels_path)
-    grid = block_grid(mask.shape, mask.chunks if is_zarr(target) else None)
-    with contextlib.ExitStack() as stack:
-        if is_zarr(target):
-            staging = stack.enter_context(atomic_directory(target, overwrite=True))
-            name = target.name.removesuffix(".zarr")  # not the staging folder's
-            array = create_image(staging, mask.shape, np.uint32, name=name, labels=True)
-
-            def write(block, labels):
-                array[block] = labels
-        else:
-            writer = stack.enter_context(tifffile.TiffWriter(stack.enter_context(atomic_file(target))))
-
-            def write(block, labels):
-                for page in labels:
-                    writer.write(page, contiguous=True)
-
-        summary = _label(mask, grid, write)
-    logger.info("wrote %s: %d instances", target, summary["instances"])
-    return summary
-
-
-def label_array(mask: Volume) -> tuple[np.ndarray, dict]:
-    """The labels :func:`label_mask` writes to a TIFF, as a ``uint32`` array in memory.
-
-    Returns
-    -------
-    labels : numpy.ndarray
-        ``uint32`` of ``mask.shape``, 0 = background.
-    summary : dict
-        ``instances`` and ``instance_sizes``, as :func:`label_mask` returns.
-    """
-    labels = np.zeros(mask.shape, np.uint32)
-    summary = _label(
-        mask, block_grid(mask.shape, None), lambda block, values: labels.__setitem__(block, values)
-    )
-    return labels, summary
-
-
-def _label(mask: Volume, grid: BlockGrid, write: Callable[[Block, np.ndarray], None]) -> dict:
-    """Label ``mask`` over ``grid``, handing each block's labels to ``write`` in C order."""
-    sizes = SizeCounter()
-    labeler, blocks = label_blocks(grid, lambda block: mask.block(*block) > 0)
-    for block, labels in tqdm(blocks, total=int(np.prod(grid.counts)), desc="labelling", unit="block"):
-        write(block, labels)
-        sizes.add(labels[labels > 0])
-    return {"instances": labeler.count, "instance_sizes": size_quantiles(sizes.result()[1])}

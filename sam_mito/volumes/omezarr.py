@@ -7,10 +7,18 @@ Blosc/zstd. Zarr format 2 with NGFF 0.4 is what current readers (napari's built-
 napari-ome-zarr, ome-zarr-py, neuroglancer, vizarr) all accept. Instance labels also carry the
 ``image-label`` key, so viewers show them as a labels layer. Reading (:func:`read_zarr`) is
 reached through :func:`sam_mito.volumes.reading.open_volume`.
+
+The voxel size: given one (in nanometres, ``(z, y, x)``), an image's ``scale`` transformation holds
+it and its axes name the unit ``nanometer``; without one the scale is ``[1, 1, 1]`` and the axes have
+no unit. :func:`voxel_size_from_attrs` (and :func:`read_voxel_size`) read it back from any NGFF
+0.4/0.5 image, in nanometres whatever length unit it names, or None when the axes have no unit.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +41,75 @@ def compressor():
     return numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 
 
-def image_attrs(name: str, *, labels: bool = False) -> dict:
-    """NGFF 0.4 group attributes for a ``(z, y, x)`` image with one full-resolution level."""
+#: The unit a voxel size is written in, and every NGFF length unit read back, in nanometres.
+UNIT = "nanometer"
+LENGTH_UNITS_NM = {
+    "angstrom": 0.1,
+    "picometer": 1e-3,
+    "nanometer": 1.0,
+    "micrometer": 1e3,
+    "millimeter": 1e6,
+    "centimeter": 1e7,
+    "meter": 1e9,
+    # abbreviations some writers use instead of the UDUNITS names NGFF asks for
+    "nm": 1.0,
+    "um": 1e3,
+    "\u00b5m": 1e3,
+    "micron": 1e3,
+    "mm": 1e6,
+}
+
+
+def check_voxel_size(
+    voxel_size: float | Sequence[float], *, name: str = "voxel_size", dimensions: int = 3
+) -> tuple[float, ...]:
+    """``voxel_size`` as a tuple of ``dimensions`` finite nanometre sizes > 0, ``(z, y, x)``.
+
+    A single number is an isotropic size. With ``dimensions=2`` (a single image) ``(y, x)`` is
+    expected; a ``(z, y, x)`` triple is accepted too and its z dropped.
+
+    Raises
+    ------
+    SamMitoError
+        Naming ``name`` and what was expected.
+    """
+    axes = "zyx"[3 - dimensions :]
+    expected = f"expected {dimensions} sizes in nanometres ({', '.join(axes)}), each a finite number > 0"
+    try:
+        values = [voxel_size] * dimensions if isinstance(voxel_size, numbers.Real) else list(voxel_size)
+        sizes = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise SamMitoError(f"{name} {voxel_size!r}: {expected}") from None
+    if dimensions == 2 and len(sizes) == 3:
+        sizes = sizes[1:]
+    if isinstance(voxel_size, bool | str) or len(sizes) != dimensions:
+        raise SamMitoError(f"{name} {voxel_size!r}: {expected}")
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
+        raise SamMitoError(f"{name} {list(sizes)}: {expected}")
+    return sizes
+
+
+def image_attrs(name: str, *, labels: bool = False, voxel_size: Sequence[float] | None = None) -> dict:
+    """NGFF 0.4 group attributes for a ``(z, y, x)`` image with one full-resolution level.
+
+    With ``voxel_size`` (nanometres, ``(z, y, x)``) the level's scale is the voxel size and each
+    axis names the unit ``nanometer``; without, the scale is ``[1, 1, 1]`` and the axes have no unit.
+    """
+    axes = [{"name": axis, "type": "space"} for axis in "zyx"]
+    scale = [1.0, 1.0, 1.0]
+    if voxel_size is not None:
+        scale = list(check_voxel_size(voxel_size))
+        axes = [{**axis, "unit": UNIT} for axis in axes]
     attrs = {
         "multiscales": [
             {
                 "version": NGFF_VERSION,
                 "name": name,
-                "axes": [{"name": axis, "type": "space"} for axis in "zyx"],
+                "axes": axes,
                 "datasets": [
                     {
                         "path": LEVEL,
-                        "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}],
+                        "coordinateTransformations": [{"type": "scale", "scale": scale}],
                     }
                 ],
             }
@@ -63,6 +128,7 @@ def create_image(
     name: str | None = None,
     labels: bool = False,
     attrs: dict | None = None,
+    voxel_size: Sequence[float] | None = None,
 ):
     """Create an empty OME-Zarr image at ``path`` (replacing whatever store is there) and return its array.
 
@@ -83,6 +149,9 @@ def create_image(
         Mark the image as instance labels (``image-label``).
     attrs : dict, keyword-only
         Extra group attributes (sam-mito records how the image was made under ``sam_mito``).
+    voxel_size : sequence of float, keyword-only
+        ``(z, y, x)`` voxel size in nanometres, written as the image's scale with the unit
+        ``nanometer`` (default: scale 1, no unit).
 
     Returns
     -------
@@ -94,7 +163,7 @@ def create_image(
     path = Path(path)
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
     name = name or path.name.removesuffix(".zarr")
-    group.attrs.update({**image_attrs(name, labels=labels), **(attrs or {})})
+    group.attrs.update({**image_attrs(name, labels=labels, voxel_size=voxel_size), **(attrs or {})})
     mark(path)
     return group.create_array(
         name=LEVEL,
@@ -113,6 +182,75 @@ def open_image(path: str | Path, *, mode: str = "r+"):
 
     group = zarr.open_group(str(path), mode=mode, zarr_format=2)
     return group, group[LEVEL]
+
+
+def set_voxel_size(path: str | Path, voxel_size: Sequence[float]) -> None:
+    """Write ``voxel_size`` (nanometres, ``(z, y, x)``) into an existing image made by :func:`create_image`.
+
+    The level's scale becomes the voxel size and the axes name the unit ``nanometer``; every
+    other attribute is kept.
+    """
+    import zarr
+
+    sizes = check_voxel_size(voxel_size)
+    group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    multiscales = dict(group.attrs)["multiscales"]
+    fresh = image_attrs("", voxel_size=sizes)["multiscales"][0]
+    multiscales[0]["axes"] = fresh["axes"]
+    multiscales[0]["datasets"][0]["coordinateTransformations"] = fresh["datasets"][0][
+        "coordinateTransformations"
+    ]
+    group.attrs["multiscales"] = multiscales
+
+
+def voxel_size_from_attrs(attrs: dict) -> tuple[float, ...] | None:
+    """The voxel size in nanometres that an NGFF image's group attributes state, or None.
+
+    Read from the first multiscale's full-resolution level: its ``scale`` transformations (times
+    the multiscale's own, where it has one) over the space axes, converted from each axis's
+    length unit. None when there is no ``multiscales`` metadata, a space axis has no unit or one
+    that is not a length, or the scale is missing or not positive.
+
+    Returns
+    -------
+    tuple of float or None
+        ``(z, y, x)``, or ``(y, x)`` for a 2-D image.
+    """
+    multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+    try:
+        multiscale = multiscales[0]
+        axes = [a if isinstance(a, dict) else {"name": a} for a in multiscale["axes"]]
+        scale = np.ones(len(axes))
+        for transforms in (
+            multiscale["datasets"][0].get("coordinateTransformations", []),
+            multiscale.get("coordinateTransformations", []),
+        ):
+            for transform in transforms:
+                if transform.get("type") == "scale":
+                    scale = scale * np.asarray(transform["scale"], dtype=float)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    if scale.shape != (len(axes),):
+        return None
+    sizes = []
+    for axis, value in zip(axes, scale, strict=True):
+        if axis.get("type") == "space" or axis.get("name") in ("z", "y", "x"):
+            factor = LENGTH_UNITS_NM.get(str(axis.get("unit", "")).lower())
+            if factor is None or not (math.isfinite(value) and value > 0):
+                return None
+            sizes.append(float(value) * factor)
+    return tuple(sizes) if len(sizes) in (2, 3) else None
+
+
+def read_voxel_size(path: str | Path) -> tuple[float, ...] | None:
+    """The voxel size in nanometres an OME-Zarr image at ``path`` states (:func:`voxel_size_from_attrs`)."""
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SamMitoError(f"{path}: cannot open as zarr ({err}); expected an OME-Zarr image") from err
+    return voxel_size_from_attrs(dict(node.attrs))
 
 
 def read_zarr(path: Path) -> Volume:

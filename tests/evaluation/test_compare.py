@@ -136,6 +136,27 @@ def test_different_encoders_are_encoded_twice_and_said_so(dataset_dir, tiny_mode
     assert [r["model"] for r in report["results"]] == ["base", "finetuned"]
 
 
+def test_a_model_that_predicts_nothing_is_warned_about_from_python_and_the_cli(dataset_dir, tmp_path, capsys):
+    from tests._blind_model import save_blind_model
+
+    blind = str(save_blind_model(tmp_path / "blind"))
+    report = compare(TINY_BASE, blind, dataset_dir, modes=("union",), embedding_cache_dir=str(tmp_path / "c"))
+    (base, tuned) = report["results"]
+    assert tuned["predicted_foreground"] == 0.0 and base["predicted_foreground"] > 0
+    (warning,) = report.warnings
+    assert warning.startswith(f"the finetuned model predicts no foreground on any of the {tuned['n_images']}")
+    argv = ["evaluate", "--base", TINY_BASE, "--finetuned", blind, "--dataset", str(dataset_dir)]
+    assert main([*argv, "--prompt-mode", "union", "--out", str(tmp_path / "report")]) == 0
+    assert f"warning: {warning}" in capsys.readouterr().out.splitlines()
+
+
+def test_a_model_that_predicts_something_gets_no_warning(dataset_dir, tmp_path):
+    report = compare(
+        TINY_BASE, TINY_BASE, dataset_dir, modes=("union",), embedding_cache_dir=str(tmp_path / "c")
+    )
+    assert report.warnings == [] and all(r["predicted_foreground"] > 0 for r in report["results"])
+
+
 def test_figure_rows_are_crowded_scenes_then_the_hardest_patch():
     split = datasets.Dataset.from_dict(
         {

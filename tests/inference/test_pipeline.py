@@ -96,4 +96,5 @@ def test_a_summary_is_typed_and_keeps_the_json_keys():
     assert summary.to_dict() == {
         "shape": [2, 8, 8], "encoder_passes": 4, "slices_predicted": 0, "slices_skipped": 0, "halo_slices": 0,
         "postprocessing": {}, "instances": 3, "instance_sizes": {"p0": 1.0}, "process": 0, "processes": 1,
+        "warnings": [],
     }  # fmt: skip

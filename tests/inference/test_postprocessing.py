@@ -71,10 +71,10 @@ def test_in_a_single_image_the_size_limit_counts_pixels(tmp_path):
 
 def test_min_size_defaults_to_voxels_for_stacks_and_pixels_for_images():
     stack, image = (
-        Volume.from_array(np.zeros((3, 8, 8), np.uint8)),
+        Volume.from_array(np.zeros((21, 8, 8), np.uint8)),
         Volume.from_array(np.zeros((8, 8), np.uint8)),
     )
-    assert PostProcessing().for_volume(stack).min_size == DEFAULT_MIN_SIZE
+    assert PostProcessing().for_volume(stack).min_size == DEFAULT_MIN_SIZE  # shallower: test_short_stacks.py
     assert PostProcessing().for_volume(image).min_size == DEFAULT_MIN_SIZE_2D
     assert DEFAULT_MIN_SIZE > DEFAULT_MIN_SIZE_2D > 0
     assert PostProcessing(min_size=7).for_volume(image).min_size == 7
@@ -176,8 +176,8 @@ def test_a_size_filter_killed_half_way_is_finished_by_running_the_command_again(
 
     real = predicting.drop_small_objects
 
-    def dies_after_the_first_changed_block(mask, min_size):
-        summary, blocks = real(mask, min_size)
+    def dies_after_the_first_changed_block(mask, min_size, **kwargs):
+        summary, blocks = real(mask, min_size, **kwargs)
 
         def some():
             for block, filtered, changed in blocks:
@@ -206,7 +206,7 @@ def test_a_tiff_run_that_fails_in_the_size_filter_leaves_nothing(tmp_path, monke
     maps = _scene()
     tifffile.imwrite(tmp_path / "stack.tif", index_stack(*maps.shape), photometric="minisblack")
 
-    def fails(mask, min_size):
+    def fails(mask, min_size, **kwargs):
         raise _Interrupted
 
     monkeypatch.setattr(predicting, "drop_small_objects", fails)

@@ -1,6 +1,7 @@
 """Decoder-only fine-tuning: what changes, what stays, caching, resuming, saving, pushing, bad input."""
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -67,6 +68,22 @@ def test_the_trainer_stands_alone_from_a_model_name_and_a_load_dataset_split(tmp
     assert isinstance(trainer.train_dataset, PromptDataset) and trainer.train_dataset.embeddings is not None
     assert len(list((tmp_path / "cache").glob("train-*.npy"))) == 1
     assert trainer.train().global_step == 3
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["raw-split", "prompt-dataset"])
+def test_the_saved_config_records_how_inference_must_tile_and_normalise(
+    tmp_path, tiny_model_dir, dataset_dir, wrapped
+):
+    config = _config(tmp_path, tiny_model_dir, dataset_dir, prompt_mode="instance")
+    model, processor = load_sam(str(tiny_model_dir))
+    split = load_patches(dataset_dir, "train")
+    dataset = prompt_dataset(model, processor, split, config, name="train") if wrapped else split
+    trainer = SamMitoTrainer(model=model, args=config, train_dataset=dataset)
+    assert trainer.model.config.sam_mito == {
+        "patch_size": 256,
+        "prompt_mode": "instance",
+        "normalization": {"rule": "volume-percentiles", "percentiles": [0.5, 99.5]},
+    }
 
 
 def test_optimizer_settings_take_effect(tmp_path, tiny_model_dir, dataset_dir):
@@ -582,3 +599,32 @@ def test_nan_weights_are_never_saved(tmp_path, tiny_model_dir, dataset_dir):
     with pytest.raises(SamMitoError, match="non-finite weights"):
         trainer.save_model()
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_validation_metrics_count_the_patches_with_predicted_foreground():
+    from transformers import EvalPrediction
+
+    from sam_mito.training.trainer import compute_segmentation_metrics
+
+    logits = np.full((4, 2, 2), -1.0)
+    logits[1, 0, 0] = logits[3, 1, 1] = 2.0  # two of the four patches have a foreground pixel
+    references = np.zeros((4, 2, 2))
+    metrics = compute_segmentation_metrics(EvalPrediction(predictions=logits, label_ids=references))
+    assert metrics["predicted_foreground"] == 0.5
+    empty = np.full((4, 2, 2), -1.0)
+    nothing = compute_segmentation_metrics(EvalPrediction(predictions=empty, label_ids=references))
+    assert nothing["predicted_foreground"] == 0.0
+
+
+def test_a_model_that_predicts_nothing_is_named_after_the_final_evaluation(tmp_path, dataset_dir, caplog):
+    from tests._blind_model import save_blind_model
+
+    blind = save_blind_model(tmp_path / "blind")
+    config = _config(tmp_path, blind, dataset_dir, max_steps=1, learning_rate=0.0, iou_weight=30.0)
+    with caplog.at_level(logging.WARNING, logger="sam_mito"):
+        result = train(config)
+    assert result.eval_metrics["eval_predicted_foreground"] == 0.0
+    patches = len(load_patches(dataset_dir, "validation"))
+    (warning,) = [r.getMessage() for r in caplog.records if "no foreground" in r.getMessage()]
+    assert f"model out predicts no foreground on any of the {patches} validation patches" in warning
+    assert "learning_rate 0.0" in warning and "iou_weight 30.0" in warning

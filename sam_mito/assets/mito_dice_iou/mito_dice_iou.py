@@ -1,4 +1,7 @@
-"""Dice and IoU for binary mitochondria masks, as an `evaluate` module (load it with `sam_mito.evaluation.metrics.load_metric()`)."""
+"""Dice and IoU for binary mitochondria masks, as an `evaluate` module (load it with `sam_mito.evaluation.metrics.load_metric()`).
+
+`evaluate` is optional: `pip install "sam-mito[metrics]"`.
+"""
 
 import datasets
 import evaluate
