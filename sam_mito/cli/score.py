@@ -23,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--probabilities",
         metavar="P",
-        help="the prediction's probabilities, an input (float in [0, 1] as predict --probabilities writes "
+        help="the prediction's probabilities, an input (float in [0, 1] as predict --probabilities-out writes "
         "them, or uint8 0..255): each object's mean probability ranks it for AP (default: all equal)",
     )
     parser.add_argument("--out", help="also write the scores here as JSON (replaced if it exists)")

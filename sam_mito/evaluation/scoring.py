@@ -132,7 +132,7 @@ class ProbabilityReader:
         if not (volume.dtype.kind == "f" or volume.dtype == np.uint8):
             raise SamMitoError(
                 f"{volume.source}: probabilities of type {volume.dtype}; expected float probabilities in "
-                "[0, 1] (as sam-mito predict --probabilities writes them) or uint8 0..255"
+                "[0, 1] (as sam-mito predict --probabilities-out writes them) or uint8 0..255"
             )
 
     def __call__(self, block: Block, where: np.ndarray) -> np.ndarray:
@@ -212,7 +212,7 @@ def score_volumes(
         prediction's 3D connected components.
     probabilities : str or Path, keyword-only
         The prediction's probabilities (same shape): float in [0, 1], as ``sam-mito predict
-        --probabilities`` writes them, or uint8 0..255 (divided by 255). Each predicted instance is
+        --probabilities-out`` writes them, or uint8 0..255 (divided by 255). Each predicted instance is
         scored by its mean probability, which ranks the predictions for average precision; without
         them all scores are equal.
     json_path : str or Path, keyword-only
