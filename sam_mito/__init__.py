@@ -41,6 +41,9 @@ _EXPORTS = {
     "open_volume": "sam_mito.volumes.reading",
     "load_pair": "sam_mito.volumes.reading",
     "SamMitoError": "sam_mito.errors",
+    "measure": "sam_mito.measurement.objects",
+    "summarize": "sam_mito.measurement.summary",
+    "write_measurements": "sam_mito.measurement.outputs",
 }
 
 if TYPE_CHECKING:
@@ -55,6 +58,9 @@ if TYPE_CHECKING:
     from sam_mito.inference.postprocessing import PostProcessing
     from sam_mito.inference.segmenter import Segmenter
     from sam_mito.inference.volume_prediction import predict_volume
+    from sam_mito.measurement.objects import measure
+    from sam_mito.measurement.outputs import write_measurements
+    from sam_mito.measurement.summary import summarize
     from sam_mito.models.loading import load_sam
     from sam_mito.training.config import SamMitoConfig, parse_config
     from sam_mito.training.run_checks import prepare_output_dir
@@ -83,6 +89,7 @@ __all__ = [
     "load_pair",
     "load_patches",
     "load_sam",
+    "measure",
     "open_volume",
     "parse_config",
     "predict_volume",
@@ -92,8 +99,10 @@ __all__ = [
     "push_model",
     "score_volumes",
     "segment_volume",
+    "summarize",
     "synthetic_volume",
     "train",
+    "write_measurements",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The offline end-to-end demo: synthetic (or real) EM → dataset → fine-tuned tiny SAM → scores → prediction."""
+"""The offline end-to-end demo: synthetic (or real) EM → dataset → fine-tuned tiny SAM → scores → prediction → measurement."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from sam_mito.files import atomic_directory, check_outputs
 from sam_mito.hub.cards import ModelCardInfo
 from sam_mito.inference.segmenter import Segmenter
 from sam_mito.inference.volume_prediction import predict_volume
+from sam_mito.measurement.objects import measure
+from sam_mito.measurement.outputs import write_measurements
+from sam_mito.measurement.summary import summarize
 from sam_mito.models.loading import load_sam
 from sam_mito.training.config import SamMitoConfig
 from sam_mito.training.trainer import train
@@ -93,7 +96,9 @@ def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | Non
     Synthetic: a fresh 768x1024 scene (another seed). Real data: the first slice of the test block.
     Writes ``slice.tif``, ``truth.tif``, ``mask.tif`` (0/255), ``prediction.png`` (the mask over the
     slice), and the same prediction as OME-Zarr (``mask.zarr``, ``labels.zarr``) scored by
-    :func:`sam_mito.evaluation.scoring.score_volumes` into ``scores.json``.
+    :func:`sam_mito.evaluation.scoring.score_volumes` into ``scores.json``; its instances are measured
+    (:func:`sam_mito.measurement.objects.measure`, in 2D: one slice) into ``measurements.csv``,
+    ``measurements.summary.json`` and ``measurements.png``.
     """
     if data is None:
         image, truth = SyntheticEM((1, 768, 1024), seed=1000).render(0)
@@ -124,9 +129,15 @@ def predict_full_slice(out_dir: Path, model_dir: Path, *, data: str | Path | Non
         labels=out_dir / "labels.zarr",
         json_path=out_dir / "scores.json",
     )
+    # each predicted object measured, as `sam-mito measure` does
+    table = measure(out_dir / "labels.zarr", image=out_dir / "slice.tif")
+    measurement = {**summarize(table), "labels": "labels.zarr", "image": "slice.tif"}  # not the staging path
+    files = write_measurements(table, out_dir / "measurements.csv", summary=measurement)
     return {
         "dice": scores["dice"],
         "iou": scores["iou"],
         "encoder_passes": segmenter.encoder_passes,
         "volume_scores": {k: v for k, v in volume_scores.to_dict().items() if k != "per_slice"},
+        "measurement": measurement,
+        "measurement_files": {name: str(path.relative_to(out_dir.parent)) for name, path in files.items()},
     }

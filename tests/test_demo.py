@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import tifffile
 from huggingface_hub import ModelCard
 
@@ -59,3 +60,17 @@ def test_demo_writes_dataset_model_card_scores_figure_and_prediction(tmp_path, c
     scores = json.loads((out / "predict" / "scores.json").read_text())
     assert 0 <= scores["foreground_iou"] <= 1 and len(scores["per_slice"]) == 1
     assert f"foreground IoU {scores['foreground_iou']:.4f}" in printed
+    # its instances measured, as `sam-mito measure` does: one slice, so in 2D
+    table = pd.read_csv(out / "predict" / "measurements.csv")
+    assert {"label", "pixels", "perimeter_px", "circularity", "centroid_y", "centroid_x"} <= set(
+        table.columns
+    )
+    labels = open_volume(out / "predict" / "labels.zarr").raw()
+    assert sorted(table["label"]) == sorted(set(np.unique(labels)) - {0})
+    assert table["pixels"].sum() == (labels > 0).sum()
+    summary = json.loads((out / "predict" / "measurements.summary.json").read_text())
+    assert summary["objects"] == len(table) and summary["dimensions"] == 2
+    assert summary["labels"] == "labels.zarr"  # not the staging folder it was measured in
+    assert (out / "predict" / "measurements.png").exists()
+    assert f"{summary['objects']} objects in labels.zarr" in printed
+    assert f"{out}/predict/measurements.csv" in printed and "median circularity" in printed

@@ -18,6 +18,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from sam_mito.demo import run_demo
     from sam_mito.files import check_outputs
+    from sam_mito.measurement.summary import summary_text
 
     check_outputs({"--out": args.out}, {"--data": args.data}, overwrite=args.overwrite)
     report = run_demo(args.out, data=args.data, steps=args.steps, overwrite=args.overwrite)
@@ -36,3 +37,9 @@ def run(args: argparse.Namespace) -> None:
         f"as OME-Zarr with instance labels:         {args.out}/predict/mask.zarr, labels.zarr; scored "
         f"(scores.json): foreground IoU {volume['foreground_iou']:.4f}, instance F1 {volume['instance_f1']:.4f}"
     )
+    files = prediction["measurement_files"]
+    print(
+        f"its objects measured (sam-mito measure):  {args.out}/{files['table']}, "
+        f"{args.out}/{files['summary']}, {args.out}/{files['figure']}"
+    )
+    print(summary_text(prediction["measurement"]))

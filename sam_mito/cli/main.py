@@ -10,14 +10,14 @@ import argparse
 import logging
 import sys
 
-from sam_mito.cli import demo, evaluate, predict, prepare, score, train
+from sam_mito.cli import demo, evaluate, measure, predict, prepare, score, train
 from sam_mito.cli.args import Formatter
 from sam_mito.errors import SamMitoError
 
 logger = logging.getLogger("sam_mito")
 
 #: One module per command, each with ``add_parser(commands)`` and ``run(args)``.
-COMMANDS = [prepare, train, evaluate, predict, score, demo]
+COMMANDS = [prepare, train, evaluate, predict, score, measure, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
