@@ -44,6 +44,8 @@ TOPICS = (
     "ddp",
     "gpu",
     "shortstacks",
+    "instances",
+    "measure",
 )
 
 

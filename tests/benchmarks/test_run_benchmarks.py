@@ -66,7 +66,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
     assert "† Measured once" in report
     # every group's wall time, and their total, at the end of the report
     groups = ["training", "encoder", "prepare", "predict", "cli", "tiling", "zcontext", "volumes", "iou_head",
-              "families", "cache_verify", "ddp", "gpu", "shortstacks"]  # fmt: skip
+              "families", "cache_verify", "ddp", "gpu", "shortstacks", "instances", "measure"]  # fmt: skip
     timings = measured["timings"]
     assert list(timings) == groups and all(t["seconds"] > 0 for t in timings.values())
     total = sum(t["seconds"] for t in timings.values())
