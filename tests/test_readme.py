@@ -69,7 +69,7 @@ def _sam_mito_argv(line: str) -> list[str] | None:
 
 def test_the_readme_shows_every_command():
     commands = [argv for line in _command_lines(ROOT / "README.md") if (argv := _sam_mito_argv(line))]
-    assert {argv[0] for argv in commands} == {"prepare", "train", "evaluate", "predict", "score"}
+    assert {argv[0] for argv in commands} == {"prepare", "train", "evaluate", "predict", "score", "measure"}
 
 
 def test_every_documented_command_parses_with_the_real_parsers(monkeypatch):
