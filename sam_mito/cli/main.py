@@ -1,4 +1,4 @@
-"""The ``sam-mito`` command: ``prepare | train | evaluate | predict | score | demo``, thin over the library.
+"""The ``sam-mito`` command: ``prepare | train | evaluate | predict | score | measure | demo``, thin over the library.
 
 Building the parser imports only the argument modules and :mod:`sam_mito.defaults`, so ``--help``
 answers at once; each command imports the library when it runs.
