@@ -35,7 +35,9 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from common import machine, timed, train_tiny_base
+from common import machine, timed
+from zcontext import STEPS
+from zcontext import _train as train_on
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SAMPLE = Path(os.environ.get("SAM_MITO_EPFL", SHARED / "epfl_sample"))
@@ -52,8 +54,6 @@ RULES = (
     "500 per slice",
     "cut by area",
 )
-#: Fine-tuning, as benchmarks/zcontext.py: long enough for the tiny base to find mitochondria at all.
-STEPS, LEARNING_RATE = 800, 3e-4
 
 
 def _data(quick: bool) -> dict:
@@ -77,34 +77,10 @@ def _data(quick: bool) -> dict:
 
 
 def _train(work: Path, train: tuple, test: tuple, steps: int) -> Path:
-    """Fine-tune the tiny base on ``train`` (``test`` becomes the dataset's test split, never trained on)."""
-    import tifffile
-
-    from sam_mito.data.patches import PatchConfig, prepare_dataset
-
+    """Fine-tune the tiny base on ``train`` as ``benchmarks/zcontext.py`` does (``test`` becomes the
+    dataset's test split, never trained on)."""
     work.mkdir(parents=True)
-    for name, (images, truth) in {"train": train, "test": test}.items():
-        tifffile.imwrite(work / f"{name}.tif", images, photometric="minisblack")
-        tifffile.imwrite(work / f"{name}_masks.tif", truth.astype(np.uint8) * 255, photometric="minisblack")
-    prepare_dataset(
-        work / "patches",
-        images=work / "train.tif",
-        masks=work / "train_masks.tif",
-        test_images=work / "test.tif",
-        test_masks=work / "test_masks.tif",
-        config=PatchConfig(validation_fraction=0.125),
-        overwrite=True,
-    )
-    train_tiny_base(
-        work / "model",
-        work / "patches",
-        work / "cache",
-        max_steps=steps,
-        per_device_train_batch_size=8,
-        learning_rate=LEARNING_RATE,
-        box_jitter=10,
-    )
-    return work / "model"
+    return train_on(work, *train, *test, steps)
 
 
 def _cut_by_area(mask: np.ndarray) -> np.ndarray:
