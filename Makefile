@@ -5,7 +5,7 @@ DATA ?=
 DEMO_OUT ?= demo_output
 ONLY ?=
 
-.PHONY: install test test-fast test-min lint format docs demo bench clean
+.PHONY: install test test-fast test-min test-vision lint format docs demo bench clean
 
 install:
 	$(PY) -m venv $(VENV)
@@ -16,11 +16,11 @@ install:
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 test:
-	$(OFFLINE) $(BIN)/python -m pytest -q tests
+	$(OFFLINE) $(BIN)/python -m pytest -q -m "not vision" tests
 
 # Day-to-day: everything but the slow tier (pip installs, accelerate launches, benchmark runs).
 test-fast:
-	$(OFFLINE) $(BIN)/python -m pytest -q -m "not slow" tests
+	$(OFFLINE) $(BIN)/python -m pytest -q -m "not slow and not vision" tests
 
 # The fast tests on the oldest versions setup.cfg allows: a separate venv with each declared floor
 # pinned exactly (tests/_floors.py reads them from setup.cfg; torch is the one CPU build on disk),
@@ -36,7 +36,21 @@ test-min:
 	$(PY) tests/_floors.py constraints --override $(TORCH_PIN) > $(VENV_MIN)/floors.txt
 	$(MIN_BIN)/pip install -e ".[dev]" --constraint $(VENV_MIN)/floors.txt
 	$(MIN_BIN)/pip freeze | $(PY) tests/_floors.py check --override $(TORCH_PIN)
-	$(OFFLINE) $(MIN_BIN)/python -m pytest -q -m "not slow" tests
+	$(OFFLINE) $(MIN_BIN)/python -m pytest -q -m "not slow and not vision" tests
+
+# The tests marked `vision` (they need torchvision and timm: stock SAM 2.1 preprocessing, EdgeTAM)
+# and the fast tier again, in a separate venv on the newer torch with torchvision (both on disk).
+VENV_VISION ?= .venv-vision
+VISION_BIN := $(VENV_VISION)/bin
+VISION_PINS := torch==2.14.1 torchvision==0.29.1
+
+test-vision:
+	$(PY) -m venv $(VENV_VISION)
+	$(VISION_BIN)/pip install --upgrade pip
+	$(VISION_BIN)/pip install $(VISION_PINS)
+	$(VISION_BIN)/pip install timm
+	$(VISION_BIN)/pip install -e ".[dev]" $(VISION_PINS)
+	$(OFFLINE) $(VISION_BIN)/python -m pytest -q -m "vision or not slow" tests
 
 lint:
 	$(BIN)/ruff check .

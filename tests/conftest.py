@@ -22,6 +22,26 @@ def _isolated_hf_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
 
 
+@pytest.fixture(autouse=True)
+def _vision_tier(request):
+    """A test marked ``vision`` fails at once, naming the tier, where torchvision or timm is missing.
+
+    Such tests run in ``make test-vision``'s environment; the main targets deselect them
+    (``-m "not vision"``). They are never skipped, so the vision tier cannot pass without running them.
+    """
+    if request.node.get_closest_marker("vision") is None:
+        return
+    import importlib.util
+
+    missing = [name for name in ("torchvision", "timm") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(
+            f"marked `vision` but {' and '.join(missing)} is not installed here: run `make test-vision` "
+            "(or deselect with -m 'not vision')",
+            pytrace=False,
+        )
+
+
 @pytest.fixture(scope="session")
 def dataset_dir(tmp_path_factory):
     """A small prepared synthetic dataset: 12 training slices of 256x512, test volume of 3 slices."""
