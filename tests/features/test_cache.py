@@ -280,7 +280,9 @@ def test_processes_that_do_not_share_the_cache_folder_all_stop_with_one_clear_er
     result = launch(script, tiny_model_dir, dataset_dir, tmp_path / "caches", timeout=180)
     assert result.returncode != 0
     for process in (0, 1):
-        line = next(ln for ln in result.stdout.splitlines() if ln.startswith(f"process {process}: error:"))
+        lines = [ln for ln in result.stdout.splitlines() if ln.startswith(f"process {process}: error:")]
+        assert lines, (result.stdout[-2000:], result.stderr[-4000:])
+        line = lines[0]
         assert "not shared by every process of this job" in line and "process(es) 1 (host" in line
         assert "--embedding-cache-dir" in line
     assert not list((tmp_path / "caches").rglob("*.partial.npy"))
