@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Bench: the SAM families side by side (SAM ViT-B, SAM-HQ ViT-B, SAM 2.1 Hiera), through sam-mito.
+"""Bench: the SAM families side by side (SAM ViT-B, SAM-HQ ViT-B, SAM 2.1 Hiera; on request EdgeTAM
+RepViT and SAM 3's tracker), through sam-mito.
 
 Per family: encoder seconds per image, embedding-cache MiB per patch, one cached decoder training
 step (batch 2, through the Trainer) and prompt-free prediction of a 768x1024 slice with ``sam-mito
@@ -13,7 +14,14 @@ column runs in fp32 for every family, so the families are compared on the same f
 same random weights and training patches): it passes them in as ``known`` and they are not
 measured twice.
 
-``python benchmarks/families.py [--quick] [--encoder-only]`` prints the Markdown section.
+EdgeTAM (it needs timm and torchvision: run it in ``make test-vision``'s ``.venv-vision``) and SAM 3
+are measured when named with ``--families``; their full-size configurations are EdgeTAM's RepViT-M1
+(transformers' default ``EdgeTamConfig`` builds a ResNet-50 backbone, so it is spelled out) and
+``Sam3TrackerConfig``'s default (the released SAM 3 ViT, 1008 px).
+
+``python benchmarks/families.py [--quick] [--encoder-only] [--families NAME ...]`` prints the
+Markdown section; e.g. ``.venv-vision/bin/python benchmarks/families.py --encoder-only --families
+sam sam2 edgetam sam3``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from pathlib import Path
 from common import machine, predict_slice, step_timer, timed
 
 FAMILY_ORDER = ("sam", "sam_hq", "sam2")
+#: Measured only when named (``--families``): EdgeTAM needs timm and torchvision.
+NEWER_FAMILIES = ("edgetam", "sam3")
 PARTS = ("encoder", "cache", "training", "slice")
 #: Patches cached per family: the cached training step's batch of 2.
 CACHED_PATCHES = 2
@@ -37,25 +47,60 @@ CACHED_PATCHES = 2
 
 def _config(family: str, quick: bool):
     """The family's default configuration (full) or its tiny test configuration (quick)."""
-    from transformers import Sam2Config, SamConfig, SamHQConfig, SamHQVisionConfig, SamVisionConfig
+    from transformers import (
+        Sam2Config,
+        Sam3TrackerConfig,
+        SamConfig,
+        SamHQConfig,
+        SamHQVisionConfig,
+        SamVisionConfig,
+    )
 
-    from sam_mito.models.families import tiny_sam2_config, tiny_sam_hq_config
+    from sam_mito.models import families
     from sam_mito.models.loading import tiny_sam_config
 
     if quick:
-        return {"sam": tiny_sam_config, "sam_hq": tiny_sam_hq_config, "sam2": tiny_sam2_config}[family]()
+        tiny = {
+            "sam": tiny_sam_config,
+            "sam_hq": families.tiny_sam_hq_config,
+            "sam2": families.tiny_sam2_config,
+        }
+        tiny |= {"edgetam": families.tiny_edgetam_config, "sam3": families.tiny_sam3_config}
+        return tiny[family]()
     # SAM's own vision initializer (1e-10) makes activations vanish; 0.02 gives realistic magnitudes.
     if family == "sam":
         return SamConfig(vision_config=SamVisionConfig(initializer_range=0.02))
     if family == "sam_hq":
         return SamHQConfig(vision_config=SamHQVisionConfig(initializer_range=0.02))
+    if family == "edgetam":
+        return _edgetam_config()
+    if family == "sam3":
+        return Sam3TrackerConfig()
     return Sam2Config()
+
+
+def _edgetam_config():
+    """EdgeTAM at full size: timm's RepViT-M1 (four stages, 48-384 channels) under ``EdgeTamConfig``'s
+    defaults for the rest (1024 px input, FPN of 256 channels, SAM 2.1's decoder)."""
+    from transformers import EdgeTamConfig, EdgeTamVisionConfig, TimmWrapperConfig
+
+    backbone = TimmWrapperConfig(
+        architecture="repvit_m1",
+        model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
+    )
+    return EdgeTamConfig(vision_config=EdgeTamVisionConfig(backbone_config=backbone))
 
 
 def _architecture(family: str, quick: bool) -> str:
     if quick:
         return "tiny test config"
-    return {"sam": "ViT-B", "sam_hq": "ViT-B", "sam2": "Hiera, Sam2Config default"}[family]
+    return {
+        "sam": "ViT-B",
+        "sam_hq": "ViT-B",
+        "sam2": "Hiera, Sam2Config default",
+        "edgetam": "RepViT-M1",
+        "sam3": "SAM 3 ViT, Sam3TrackerConfig default",
+    }[family]
 
 
 def _model_dir(family: str, workdir: Path, quick: bool) -> Path:
@@ -272,13 +317,16 @@ def render(result: dict) -> str:
         if reused
         else ""
     )
-    return f"""## SAM families: SAM, SAM-HQ, SAM 2.1
+    titles = ", ".join(row["title"] for row in result["families"])
+    newer = [row["title"] for row in result["families"] if row["family"] in NEWER_FAMILIES]
+    levels = "SAM 2.1" + "".join(f", {title}" for title in newer)
+    return f"""## SAM families: {titles}
 
 Measured by `benchmarks/families.py` ({size}) on {result["machine"]}, {result["threads"]} torch
 threads, {result["date"]}; torch {result["torch"]}, transformers {result["transformers"]}. Encoder in
 fp32 on one 256×256 patch resized to the model's input (after a warm-up; median where several runs); the cache
 holds what each decoder needs, in fp16 (SAM: the image embeddings; SAM-HQ: plus the first global ViT
-block's output; SAM 2.1: its three feature levels). The slice is predicted as `sam-mito predict` does
+block's output; {levels}: {"their" if newer else "its"} three feature levels). The slice is predicted as `sam-mito predict` does
 by default: 256-px tiles with a 32-px context margin, encoder precision `auto` (its one-time check
 included; the precision it picked is shown).
 
@@ -294,9 +342,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--encoder-only", action="store_true", help="only encoder seconds per image, SAM ViT-B vs SAM 2.1"
     )
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        choices=FAMILY_ORDER + NEWER_FAMILIES,
+        help=f"the families to measure, in this order (default: {' '.join(FAMILY_ORDER)}; with "
+        "--encoder-only: sam sam2)",
+    )
     parser.add_argument("--json", help="also write the measured results here")
     args = parser.parse_args(argv)
     options = {"families": ("sam", "sam2"), "parts": ("encoder",)} if args.encoder_only else {}
+    if args.families:
+        options["families"] = tuple(args.families)
     with tempfile.TemporaryDirectory() as work:
         result = measure(work, args.quick, **options)
     if args.json:

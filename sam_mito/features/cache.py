@@ -68,13 +68,17 @@ def cache_key(model: SamModel, processor: SamProcessor, split: datasets.Dataset,
         for k, v in processor.image_processor.to_dict().items()
         if not k.startswith("_") and "class" not in k
     }
-    return {
+    key = {
         "format": FORMAT_VERSION,
         "encoder": encoder_fingerprint(model),
         "dataset": dataset_fingerprint(split),
         "preprocessing": json.loads(json.dumps(preprocessing, sort_keys=True, default=str)),
         "precision": precision,
     }
+    implementation = getattr(processor.image_processor, "implementation", None)
+    if implementation is not None:  # sam-mito's own preprocessing (SAM 2.1's without torchvision)
+        key["preprocessing_implementation"] = implementation
+    return key
 
 
 class EmbeddingCache:

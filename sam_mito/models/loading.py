@@ -74,9 +74,11 @@ def load_sam(
     revision: str | None = None,
     token: str | bool | None = None,
 ) -> tuple[SamModel, SamProcessor]:
-    """Load a SAM, SAM-HQ or SAM 2.1 model and its processor from a Hub id, a folder, or :data:`TINY_BASE`.
+    """Load a SAM, SAM-HQ, SAM 2.1, EdgeTAM or SAM 3 (tracker) model and its processor from a Hub id,
+    a folder, or :data:`TINY_BASE`.
 
-    The family comes from the checkpoint's ``model_type`` (:func:`sam_mito.models.families.family_of`).
+    The family comes from the checkpoint's ``model_type`` (:func:`sam_mito.models.families.family_of`);
+    EdgeTAM needs timm and torchvision, and says so before anything loads.
     Never runs remote code. Without network access, a Hub id that is not in the local cache fails
     with one line suggesting the local-folder route.
 

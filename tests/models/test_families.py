@@ -1,4 +1,10 @@
-"""SAM, SAM-HQ and SAM 2.1 through the same pipeline: detection, decoder-only training, cache, stock load."""
+"""SAM, SAM-HQ, SAM 2.1, EdgeTAM and SAM 3 through the same pipeline: detection, decoder-only training,
+cache, stock load.
+
+EdgeTAM needs timm and torchvision, and the stock processors of SAM 2.1, EdgeTAM and SAM 3 need
+torchvision: those tests are marked ``vision`` and run in ``make test-vision``'s environment (the
+main targets deselect them with ``-m "not vision"``).
+"""
 
 import hashlib
 import json
@@ -9,42 +15,75 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from transformers import (
-    AutoModel,
-    Sam2Model,
-    Sam2Processor,
-    SamHQModel,
-    SamHQProcessor,
-    SamModel,
-    SamProcessor,
-)
+from transformers import AutoModel, Sam3TrackerModel, SamHQModel, SamModel
 
 from sam_mito.data.patches import load_patches
-from sam_mito.data.synthetic import synthetic_volume
+from sam_mito.data.synthetic import SyntheticEM, synthetic_volume
 from sam_mito.errors import SamMitoError
 from sam_mito.evaluation.compare import compare
 from sam_mito.features.encoding import encode, pixel_values
 from sam_mito.inference.segmenter import Segmenter
 from sam_mito.inference.volume_prediction import predict_volume
 from sam_mito.models.decoding import decode, masks_to_image, prompts_to_input
-from sam_mito.models.families import FAMILIES, family_of, processor_for, tiny_sam2_config, tiny_sam_hq_config
+from sam_mito.models.families import (
+    FAMILIES,
+    family_of,
+    input_size,
+    processor_for,
+    tiny_edgetam_config,
+    tiny_sam2_config,
+    tiny_sam3_config,
+    tiny_sam_hq_config,
+)
 from sam_mito.models.loading import (
     encoder_fingerprint,
     freeze_for_decoder_training,
     load_sam,
     tiny_sam_config,
 )
-from sam_mito.models.sam2_processing import TorchSam2ImageProcessor
+from sam_mito.models.sam2_processing import (
+    TorchSam2ImageProcessor,
+    TorchSam2Processor,
+    TorchSam3ImageProcessor,
+    TorchSam3TrackerProcessor,
+)
 from sam_mito.training.prompt_dataset import collate_prompts, prompt_dataset
-from sam_mito.training.trainer import SamMitoTrainer
+from sam_mito.training.trainer import SamMitoTrainer, train
+from sam_mito.volumes.volume import Volume
 from tests._training_config import tiny_training_config
 
-TINY_CONFIGS = {"sam": tiny_sam_config, "sam_hq": tiny_sam_hq_config, "sam2": tiny_sam2_config}
-STOCK = {
-    "sam": (SamModel, SamProcessor),
-    "sam_hq": (SamHQModel, SamHQProcessor),
-    "sam2": (Sam2Model, Sam2Processor),
+TINY_CONFIGS = {
+    "sam": tiny_sam_config,
+    "sam_hq": tiny_sam_hq_config,
+    "sam2": tiny_sam2_config,
+    "sam3": tiny_sam3_config,
+    "edgetam": tiny_edgetam_config,
 }
+#: The stock classes, by name: EdgeTamModel is only imported where timm is installed.
+STOCK = {
+    "sam": ("SamModel", "SamProcessor"),
+    "sam_hq": ("SamHQModel", "SamHQProcessor"),
+    "sam2": ("Sam2Model", "Sam2Processor"),
+    "sam3": ("Sam3TrackerModel", "Sam3TrackerProcessor"),
+    "edgetam": ("EdgeTamModel", "Sam2Processor"),
+}
+#: EdgeTAM's timm RepViT encoder needs timm and torchvision: its tests are in the vision tier.
+VISION_ONLY = {"edgetam"}
+
+
+def _families(*names: str) -> list:
+    """Test parameters for these families, the vision-only ones marked ``vision``."""
+    return [pytest.param(name, marks=pytest.mark.vision) if name in VISION_ONLY else name for name in names]
+
+
+FAMILY_PARAMS = _families(*TINY_CONFIGS)
+SQUARE_FAMILIES = ("sam2", "edgetam", "sam3")  # SAM 2.1's decoder, inputs resized to a square
+
+
+def _stock(family: str, which: int) -> type:
+    import transformers
+
+    return getattr(transformers, STOCK[family][which])
 
 
 def _save_tiny(family: str, folder: Path) -> Path:
@@ -55,7 +94,7 @@ def _save_tiny(family: str, folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module", params=list(TINY_CONFIGS))
+@pytest.fixture(scope="module", params=FAMILY_PARAMS)
 def family_dir(request, tmp_path_factory):
     """A randomly initialised tiny checkpoint of each family, with its processor config."""
     return request.param, _save_tiny(request.param, tmp_path_factory.mktemp(request.param) / "base")
@@ -63,8 +102,12 @@ def family_dir(request, tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("model_type", "family"),
-    [("sam", "sam"), ("sam_hq", "sam_hq"), ("sam2", "sam2"), ("sam2_video", "sam2")],
-)
+    [
+        ("sam", "sam"), ("sam_hq", "sam_hq"), ("sam2", "sam2"), ("sam2_video", "sam2"),
+        ("edgetam", "edgetam"), ("edgetam_video", "edgetam"),
+        ("sam3_tracker", "sam3"), ("sam3_tracker_video", "sam3"), ("sam3_video", "sam3"),
+    ],
+)  # fmt: skip
 def test_the_family_comes_from_model_type(model_type, family):
     assert family_of({"model_type": model_type}).name == family
 
@@ -74,7 +117,7 @@ def test_other_model_types_are_named_with_the_expected_ones():
         family_of({"model_type": "bert"}, source="ckpt")
 
 
-@pytest.mark.parametrize("family", ["sam_hq", "sam2"])
+@pytest.mark.parametrize("family", _families("sam_hq", *SQUARE_FAMILIES))
 def test_tiny_configs_are_about_as_small_as_the_tiny_sam(family):
     sam = sum(p.numel() for p in SamModel(tiny_sam_config()).parameters())
     other = sum(p.numel() for p in FAMILIES[family].model_class(TINY_CONFIGS[family]()).parameters())
@@ -89,7 +132,7 @@ def test_every_family_trains_only_its_decoder_saves_a_stock_folder_and_runs_the_
         tmp_path, base_dir, dataset_dir, max_steps=100, learning_rate=3e-3, box_jitter=0
     )
     model, processor = load_sam(str(base_dir))
-    assert isinstance(model, FAMILIES[family].model_class)
+    assert type(model) is _stock(family, 0)
     freeze_for_decoder_training(model)
     dataset = prompt_dataset(model, processor, load_patches(dataset_dir, "train"), config, name="train")
     trainer = SamMitoTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor)
@@ -117,7 +160,7 @@ def test_every_family_trains_only_its_decoder_saves_a_stock_folder_and_runs_the_
         assert (
             "mask_decoder.encoder_conv1.weight" in trainable and "mask_decoder.mask_conv1.weight" in trainable
         )
-    if family == "sam2":  # applied while encoding, so frozen with the encoder
+    if FAMILIES[family].sam2_decoder:  # applied while encoding, so frozen with the encoder
         assert not any("conv_s0" in k or "conv_s1" in k for k in trainable)
         assert "no_memory_embedding" in frozen
 
@@ -126,18 +169,18 @@ def test_every_family_trains_only_its_decoder_saves_a_stock_folder_and_runs_the_
     out = Path(config.output_dir)
     assert "auto_map" not in json.loads((out / "config.json").read_text())  # no custom code needed
     stock = AutoModel.from_pretrained(out)
-    assert type(stock) is STOCK[family][0]
+    assert type(stock) is _stock(family, 0)
     assert all(torch.equal(value, after[key]) for key, value in stock.state_dict().items())
-    if family == "sam2":  # Sam2ImageProcessor needs torchvision; the config is checked by the next tests
-        assert json.loads((out / "preprocessor_config.json").read_text())["size"] == {
-            "height": 256,
-            "width": 256,
-        }
+    if FAMILIES[family].sam2_decoder:  # their stock image processors need torchvision: see the vision tests
+        side = TINY_CONFIGS[family]().prompt_encoder_config.image_size
+        saved = json.loads((out / "preprocessor_config.json").read_text())
+        assert saved["size"] == {"height": side, "width": side}
     else:
-        assert type(STOCK[family][1].from_pretrained(out)) is STOCK[family][1]
+        assert type(_stock(family, 1).from_pretrained(out)) is _stock(family, 1)
     card = (out / "README.md").read_text()
-    assert f"Family: {FAMILIES[family].title} (`{STOCK[family][0].__name__}`" in card
-    assert f"from transformers import {STOCK[family][0].__name__}, {STOCK[family][1].__name__}" in card
+    model_name, processor_name = STOCK[family]
+    assert f"Family: {FAMILIES[family].title} (`{model_name}`" in card
+    assert f"from transformers import {model_name}, {processor_name}" in card
     assert json.loads((out / "card_data.json").read_text())["family"] == family
 
     report = compare(str(base_dir), str(out), dataset_dir, embedding_cache_dir=str(tmp_path / "cache"))
@@ -153,6 +196,46 @@ def test_every_family_trains_only_its_decoder_saves_a_stock_folder_and_runs_the_
     assert segmenter.encoder_passes == 4  # two 256-pixel tiles across 300 pixels, per slice
 
 
+@pytest.mark.parametrize("family", _families("sam3", "edgetam"))
+def test_the_train_recipe_fine_tunes_the_newer_families_into_a_stock_folder(tmp_path, dataset_dir, family):
+    base = _save_tiny(family, tmp_path / "base")
+    config = tiny_training_config(tmp_path, base, dataset_dir, eval_strategy="steps", eval_steps=4)
+    result = train(config)  # the recipe: load, freeze, cache, train, save, evaluate, card
+    assert result.eval_metrics is not None and np.isfinite(result.eval_metrics["eval_loss"])
+    out = Path(result.output_dir)
+    stock = _stock(family, 0).from_pretrained(out)
+    base_weights = _stock(family, 0).from_pretrained(base).state_dict()
+    changed = {k for k, v in stock.state_dict().items() if not torch.equal(v, base_weights[k])}
+    assert changed and all(k.startswith("mask_decoder.") and "conv_s" not in k for k in changed)
+    assert json.loads((out / "card_data.json").read_text())["family"] == family
+    saved = json.loads(
+        (out / "preprocessor_config.json").read_text()
+    )  # the Trainer saves the image processor
+    expected = {"sam3": "Sam3ImageProcessor", "edgetam": "Sam2ImageProcessor"}[family]
+    assert saved["image_processor_type"] == expected and saved["size"]["height"] == input_size(stock.config)
+    assert list((tmp_path / "cache").glob("train-*.npy"))  # decoder steps ran on cached features
+
+
+def test_a_family_whose_modules_are_missing_is_named_with_the_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    here = {"timm": None, "torchvision": object()}  # as if only timm were missing, in any environment
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: here[name] if name in here else real(name, *a)
+    )
+    folder = tmp_path / "edgetam"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "edgetam"}))
+    with pytest.raises(
+        SamMitoError,
+        match=r"EdgeTAM \(`EdgeTamModel`\) needs torchvision and timm, and timm is not installed: "
+        r"pip install torchvision timm$",
+    ):
+        load_sam(str(folder))
+    assert FAMILIES["sam3"].model_class is Sam3TrackerModel  # SAM 3's tracker needs neither
+
+
 def test_cached_features_decode_like_the_encoder_in_the_loop(family_dir):
     family, base_dir = family_dir
     model, processor = load_sam(str(base_dir))
@@ -161,10 +244,13 @@ def test_cached_features_decode_like_the_encoder_in_the_loop(family_dir):
     pixels = pixel_values(processor, [image])
     features = encode(model, pixels)
     side = 16  # 256-pixel tiny models: 16x16 image embeddings of 64 channels
+    three_levels = (8 * 64 * 64 + 16 * 32 * 32 + 64 * side * side,)  # C/8 @ 4s, C/4 @ 2s, C @ s
     expected = {
         "sam": (64, side, side),
         "sam_hq": (64 * side * side + side * side * 64,),  # + the first global ViT block's output
-        "sam2": (8 * 64 * 64 + 16 * 32 * 32 + 64 * side * side,),  # three levels: C/8 @ 4s, C/4 @ 2s, C @ s
+        "sam2": three_levels,
+        "edgetam": three_levels,  # RepViT's strides 4, 8, 16 through the FPN neck, as SAM 2.1's Hiera
+        "sam3": (8 * 80 * 80 + 16 * 40 * 40 + 64 * 20 * 20,),  # 280 px, patch 14: s = 20
     }
     assert tuple(features.shape[1:]) == expected[family]
     boxes = torch.tensor([[[30.0, 40.0, 200.0, 220.0]]])
@@ -209,20 +295,24 @@ def test_a_sams_fingerprint_follows_its_encoder_not_its_decoder():
     assert encoder_fingerprint(sam) != before
 
 
-def test_the_cache_key_covers_the_family_and_sam2s_encoder_side_projections(tmp_path):
+def test_the_cache_key_covers_the_family():
     sam = SamModel(tiny_sam_config())
     hq = SamHQModel(tiny_sam_hq_config())
     hq.vision_encoder.load_state_dict(sam.vision_encoder.state_dict())  # the same ViT weights
     assert encoder_fingerprint(sam) != encoder_fingerprint(hq)
-    sam2 = Sam2Model(tiny_sam2_config())
-    before = encoder_fingerprint(sam2)
+
+
+@pytest.mark.parametrize("family", _families(*SQUARE_FAMILIES))
+def test_the_cache_key_covers_sam2_decoders_encoder_side_projections(family):
+    model = FAMILIES[family].model_class(TINY_CONFIGS[family]())
+    before = encoder_fingerprint(model)
     with torch.no_grad():
-        sam2.mask_decoder.conv_s0.bias += 1
-    assert encoder_fingerprint(sam2) != before
+        model.mask_decoder.conv_s0.bias += 1
+    assert encoder_fingerprint(model) != before
     with torch.no_grad():
-        sam2.mask_decoder.iou_token.weight += 1  # a trained weight: the cache stays valid
-        sam2.mask_decoder.conv_s0.bias -= 1
-    assert encoder_fingerprint(sam2) == before
+        model.mask_decoder.iou_token.weight += 1  # a trained weight: the cache stays valid
+        model.mask_decoder.conv_s0.bias -= 1
+    assert encoder_fingerprint(model) == before
 
 
 def test_sam2_resize_is_bilinear_and_antialiased_like_torchvision():
@@ -294,30 +384,149 @@ def test_unsupported_sam2_preprocessing_is_named(tmp_path):
         load_sam(str(folder))
 
 
-def test_sam2_preprocessing_matches_the_stock_processor_where_torchvision_loads(tmp_path):
-    pytest.importorskip("torchvision")
-    folder = _save_tiny("sam2", tmp_path / "m")
+#: The released checkpoints' processors: SAM 2.1 and EdgeTAM (Sam2Processor, 1024 px), SAM 3 (1008 px).
+RELEASED_PROCESSORS = {
+    "sam2": (TorchSam2ImageProcessor(size=1024, mask_size=256), TorchSam2Processor, "Sam2Processor"),
+    "sam3": (TorchSam3ImageProcessor(size=1008, mask_size=288), TorchSam3TrackerProcessor, "Sam3TrackerProcessor"),
+}  # fmt: skip
+
+
+def _em_slice(shape: tuple[int, int], dtype: str) -> np.ndarray:
+    """A synthetic EM slice as a microscope would store it: uint8 gray, 16-bit counts or float intensities."""
+    image = SyntheticEM((1, *shape), seed=sum(shape)).render(0)[0]
+    if dtype == "uint8":
+        return image
+    if dtype == "uint16":
+        return (image.astype(np.uint16) * 180 + 3000).astype(np.uint16)  # a 12-16-bit detector's range
+    return (image.astype(np.float32) / 255 * 2.5 - 0.7).astype(np.float32)  # e.g. a reconstruction
+
+
+@pytest.mark.vision
+@pytest.mark.parametrize("family", ["sam2", "sam3"])
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((256, 256), "uint8"), ((768, 1024), "uint16"), ((1000, 700), "float32"), ((1536, 2048), "uint8")],
+)
+def test_square_preprocessing_matches_the_stock_torchvision_processor(tmp_path, family, shape, dtype):
+    """sam-mito's torchvision-free resize + normalise against stock ``Sam2Processor`` / ``Sam3TrackerProcessor``.
+
+    Slices of each dtype go through sam-mito's intensity rule to uint8 (as every stage feeds the
+    processor), then through both processors: up-sampled (256², 768x1024, 1000x700) and down-sampled
+    (1536x2048) to the released input sizes. Tolerance: 1e-5 after normalisation, float rounding
+    only (one grey level is 1 / 255 / std = 0.0175 for SAM 2.1, 0.0078 for SAM 3): every resized
+    pixel is the grey level torchvision's uint8 resize gives.
+    """
+    import transformers
+
+    ours, processor_class, stock_name = RELEASED_PROCESSORS[family]
+    processor_class(ours).save_pretrained(tmp_path)
+    stock = getattr(transformers, stock_name).from_pretrained(tmp_path)
+    assert type(stock).__name__ == stock_name
+    raw = _em_slice(shape, dtype)
+    assert raw.dtype == np.dtype(dtype)
+    image = next(Volume.from_array(raw).slices())  # the intensity rule: uint8 kept, else a percentile window
+    assert image.dtype == np.uint8 and image.std() > 10  # real-looking: not flattened by the rule
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    expected = stock(images=[rgb], return_tensors="pt")["pixel_values"]
+    got = pixel_values(processor_class(ours), [image])
+    assert got.shape == expected.shape == (1, 3, ours.size, ours.size)
+    assert (got - expected).abs().max().item() <= 1e-5
+
+
+@pytest.mark.vision
+@pytest.mark.parametrize("family", _families(*SQUARE_FAMILIES))
+def test_a_square_familys_saved_processor_loads_in_stock_transformers(tmp_path, family):
+    folder = _save_tiny(family, tmp_path / "m")
+    stock = _stock(family, 1).from_pretrained(folder)
+    assert type(stock) is _stock(family, 1)
+    ours = load_sam(str(folder))[1]
     image = np.repeat(synthetic_volume((1, 300, 200), seed=2)[0][0][..., None], 3, axis=-1)
-    stock = Sam2Processor.from_pretrained(folder)(images=[image], return_tensors="pt")["pixel_values"]
-    ours = load_sam(str(folder))[1](images=[image])["pixel_values"]
-    assert torch.allclose(ours, stock, atol=0.02)  # within one grey level
+    expected = stock(images=[image], return_tensors="pt")["pixel_values"]
+    got = ours(images=[image])["pixel_values"]
+    assert (got - expected).abs().max().item() <= 1e-5  # as above: float rounding only
 
 
-def test_hub_sam2_video_checkpoints_load_as_the_image_model(tmp_path):
-    from transformers import Sam2VideoConfig, Sam2VideoModel
+def _video_config(family: str):
+    """A tiny video checkpoint's configuration around the family's tiny image model (small memory parts)."""
+    import transformers
 
-    tiny = tiny_sam2_config().to_dict()
-    small = {"memory_attention_num_layers": 1, "memory_attention_feed_forward_hidden_size": 64}
-    config = Sam2VideoConfig(
-        **{k: tiny[k] for k in ("vision_config", "prompt_encoder_config", "mask_decoder_config")},
-        image_size=256, memory_attention_hidden_size=64, memory_encoder_hidden_size=64,
-        mask_downsampler_embed_dim=64, memory_fuser_embed_dim=64, memory_fuser_intermediate_dim=64, **small,
-    )  # fmt: skip
+    tiny = TINY_CONFIGS[family]().to_dict()
+    parts = {k: tiny[k] for k in ("vision_config", "prompt_encoder_config", "mask_decoder_config")}
+    side = tiny["prompt_encoder_config"]["image_size"]
+    if family == "sam2":
+        small = {"memory_attention_num_layers": 1, "memory_attention_feed_forward_hidden_size": 64}
+        return transformers.Sam2VideoConfig(
+            **parts, image_size=side, memory_attention_hidden_size=64, memory_encoder_hidden_size=64,
+            mask_downsampler_embed_dim=64, memory_fuser_embed_dim=64, memory_fuser_intermediate_dim=64, **small,
+        )  # fmt: skip
+    name = {"edgetam": "EdgeTamVideoConfig", "sam3": "Sam3TrackerVideoConfig"}[family]
+    return getattr(transformers, name)(**parts, image_size=side)
+
+
+@pytest.mark.parametrize("family", _families(*SQUARE_FAMILIES))
+def test_hub_video_checkpoints_load_as_the_image_model(tmp_path, family):
+    import transformers
+
+    config = _video_config(family)
+    assert (
+        config.model_type
+        == {"sam2": "sam2_video", "edgetam": "edgetam_video", "sam3": "sam3_tracker_video"}[family]
+    )
     torch.manual_seed(0)
-    video = Sam2VideoModel(config)
+    video = transformers.AutoModel.from_config(config)
     video.save_pretrained(tmp_path / "video")
     model, processor = load_sam(str(tmp_path / "video"))  # no processor saved: matched to the input size
-    assert type(model) is Sam2Model and model.config.model_type == "sam2"
+    assert type(model) is _stock(family, 0) and family_of(model.config).name == family
     weights = video.state_dict()
     assert all(torch.equal(value, weights[key]) for key, value in model.state_dict().items())
-    assert processor.image_processor.size == 256
+    assert processor.image_processor.size == TINY_CONFIGS[family]().prompt_encoder_config.image_size
+
+
+def _tiny_sam3_video_config():
+    """A tiny ``sam3_video`` configuration (facebook/sam3's layout): a detector around the tiny SAM 3
+    vision encoder and a tracker around the tiny SAM 3 prompt encoder and decoder."""
+    from transformers import CLIPTextConfig, Sam3Config, Sam3VideoConfig
+    from transformers.models.sam3 import configuration_sam3 as sam3
+
+    tiny, h = tiny_sam3_config(), 64
+    small = {"hidden_size": h, "num_attention_heads": 2, "intermediate_size": 2 * h}
+    detector = Sam3Config(
+        vision_config=tiny.vision_config.to_dict(),
+        text_config=CLIPTextConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+            projection_dim=32, vocab_size=49408, max_position_embeddings=32,
+        ).to_dict(),
+        geometry_encoder_config=sam3.Sam3GeometryEncoderConfig(num_layers=1, **small).to_dict(),
+        detr_encoder_config=sam3.Sam3DETREncoderConfig(num_layers=1, **small).to_dict(),
+        detr_decoder_config=sam3.Sam3DETRDecoderConfig(num_layers=1, num_queries=8, **small).to_dict(),
+        mask_decoder_config=sam3.Sam3MaskDecoderConfig(hidden_size=h, num_attention_heads=2).to_dict(),
+    )  # fmt: skip
+    return Sam3VideoConfig(detector_config=detector.to_dict(), tracker_config=_video_config("sam3").to_dict())
+
+
+def test_sam3s_hub_layout_loads_as_the_tracker_with_the_detectors_vision_encoder(tmp_path):
+    """facebook/sam3 is a ``sam3_video`` checkpoint: the tracker's weights under ``tracker_model.``, the
+    vision backbone (shared with the detector) under ``detector_model.vision_encoder.backbone.`` and the
+    tracker's FPN neck under ``tracker_neck.``; sam-mito loads them as ``Sam3TrackerModel``."""
+    from safetensors.torch import save_file
+    from transformers import Sam3VideoModel
+
+    config = _tiny_sam3_video_config()
+    torch.manual_seed(0)
+    video = Sam3VideoModel(config)
+    folder = tmp_path / "sam3"
+    config.save_pretrained(folder)
+    weights = {key: value.contiguous() for key, value in video.state_dict().items()}
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})  # the modules' names
+    model, processor = load_sam(str(folder))
+    assert type(model) is Sam3TrackerModel and family_of(model.config).name == "sam3"
+
+    def hub_name(key: str) -> str:
+        if key.startswith("vision_encoder.backbone."):
+            return "detector_model." + key
+        if key.startswith("vision_encoder.neck."):
+            return "tracker_neck." + key.removeprefix("vision_encoder.neck.")
+        return "tracker_model." + key
+
+    assert all(torch.equal(value, weights[hub_name(key)]) for key, value in model.state_dict().items())
+    assert isinstance(processor, TorchSam3TrackerProcessor) and processor.image_processor.size == 280
