@@ -55,6 +55,10 @@ DEFAULT_MIN_SIZE_2D = 500
 #: Stacks shallower than this many slices (the EPFL block's 21, on which DEFAULT_MIN_SIZE was
 #: measured) default to DEFAULT_MIN_SIZE * depth / MIN_SIZE_DEPTH voxels (benchmarks/shortstacks.py).
 MIN_SIZE_DEPTH = 21
+#: Share of the mask voxels that continue into the next slice in a contiguous stack: 0.955 in the
+#: ground truth of the 21 contiguous 5 nm EPFL slices (epfl_block); below it the default size limits
+#: shrink with the slice spacing (sam_mito.inference.postprocessing.size_limits).
+CONTIGUOUS_CONTINUITY = 0.955
 #: Default ``min_area``: an object crossing every slice of a stack is also kept when its mean
 #: cross-section has this many pixels (the single-image limit; benchmarks/shortstacks.py).
 DEFAULT_MIN_AREA = DEFAULT_MIN_SIZE_2D

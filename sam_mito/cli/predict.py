@@ -228,15 +228,21 @@ def _print_summary(args: argparse.Namespace, summary: dict) -> None:
     )
     if "objects_removed" in summary:
         unit = "pixels" if len(summary["shape"]) == 2 else "voxels"
-        post = summary["postprocessing"]
+        limits = summary["size_limits"]
         crossing = (
-            f" (under {post['min_area']} per slice if they cross all {summary['shape'][0]} slices)"
-            if unit == "voxels" and post.get("min_area")
+            f" (under {limits['min_area']} per slice if they cross all {summary['shape'][0]} slices)"
+            if unit == "voxels" and limits["min_area"]
+            else ""
+        )
+        spacing = (
+            f"; limits x {limits['scale']:.2f}: objects continue into the next slice for "
+            f"{limits['continuity']:.2f} of their voxels, as in slices far apart"
+            if limits["scale"] < 1
             else ""
         )
         print(
-            f"dropped {summary['objects_removed']} objects under {post['min_size']} {unit}{crossing}, "
-            f"kept {summary['objects_kept']}"
+            f"dropped {summary['objects_removed']} objects under {limits['min_size']} {unit}{crossing}, "
+            f"kept {summary['objects_kept']}{spacing}"
         )
     if "instances" in summary:
         sizes = summary["instance_sizes"]

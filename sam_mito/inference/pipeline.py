@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 from sam_mito.errors import SamMitoError
 from sam_mito.inference.postprocessing import (
     PostProcessing,
+    SizeLimits,
     clean_slice,
     drop_small_objects,
     empty_mask_warnings,
+    size_limits,
 )
 from sam_mito.inference.zcontext import smooth_slices, window_slices
 from sam_mito.models.decoding import Box
@@ -54,6 +56,9 @@ class PredictionSummary(Result):
         The settings applied (:meth:`PostProcessing.settings`).
     objects_removed, objects_kept : int or None
         By the size filter; None when it was off (or on another process).
+    size_limits : dict or None
+        The limits it applied (:class:`SizeLimits`: ``min_size``, ``min_area``, the mask's
+        ``continuity`` and the ``scale`` the settings' limits were multiplied by).
     instances : int or None
         Instance labels written; None without labels.
     instance_sizes : dict or None
@@ -75,6 +80,7 @@ class PredictionSummary(Result):
     postprocessing: dict = field(default_factory=dict)
     objects_removed: int | None = None
     objects_kept: int | None = None
+    size_limits: dict | None = None
     instances: int | None = None
     instance_sizes: dict | None = None
     components: int | None = None
@@ -89,10 +95,11 @@ class PredictionSummary(Result):
         for key, value in values.items():
             setattr(self, key, value)
 
-    def record_filter(self, removed: dict, post: PostProcessing, volume: Volume) -> None:
-        """Record the size filter's counts and, if it removed every object, the warning that says so."""
+    def record_filter(self, removed: dict, limits: SizeLimits, volume: Volume) -> None:
+        """Record the size filter's counts and limits and, if it removed every object, the warning that says so."""
         self.record(removed)
-        self.warnings += empty_mask_warnings(removed, post, len(volume), single_image=volume.single_image)
+        self.size_limits = asdict(limits)
+        self.warnings += empty_mask_warnings(removed, limits, len(volume), single_image=volume.single_image)
 
     def to_dict(self) -> dict:
         """The summary as JSON values; fields that do not apply (None) are left out."""
@@ -167,11 +174,13 @@ def segment_volume(
         if kept is not None:
             kept[z] = probability
     if post.min_size:
-        removed, blocks = drop_small_objects(Volume.from_array(mask), post.min_size, min_area=post.min_area)
+        unfiltered = Volume.from_array(mask)
+        limits = size_limits(unfiltered, post)
+        removed, blocks = drop_small_objects(unfiltered, limits.min_size, min_area=limits.min_area)
         for block, filtered, changed in blocks:
             if changed:
                 mask[block] = filtered
-        summary.record_filter(removed, post, volume)
+        summary.record_filter(removed, limits, volume)
     instances = None
     if labels:
         instances, labelled = label_array(

@@ -25,8 +25,12 @@ pixels across fills 2000 voxels of a 2-slice stack. So the limits follow the sta
 - the default ``min_size`` (:func:`default_min_size`) is 15000 voxels from :data:`MIN_SIZE_DEPTH`
   (21) slices deep, the depth it was measured on, and 15000 × depth / 21 in a shallower stack.
 
-On a 21-slice stack this keeps the fixed 15000's gain; on stacks of 2 to 5 real slices it keeps the
-mitochondria 15000 removed. When the filter removes every object, the prediction's summary says so
+- where the mask's objects continue into the next slice less than in contiguous 5 nm slices
+  (slices far apart, as in serial sections), both default limits shrink with the spacing that
+  shows (:func:`size_limits`).
+
+On a 21-slice stack this keeps most of the fixed 15000's gain; on stacks of 2 to 5 real slices and
+on slices 65 nm apart it keeps the mitochondria 15000 removed. When the filter removes every object, the prediction's summary says so
 (:func:`empty_mask_warnings`).
 
 Instance labels (``--labels-out``) are the 3D components of the result. The defaults are plain command
@@ -37,6 +41,7 @@ they depend on the stack (slice spacing, voxel size, object size) more than on t
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from numbers import Integral, Real
@@ -45,6 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from sam_mito.defaults import (
+    CONTIGUOUS_CONTINUITY,
     DEFAULT_FILL_HOLES,
     DEFAULT_INSTANCES,
     DEFAULT_MIN_AREA,
@@ -96,6 +102,10 @@ class PostProcessing:
     seed_height : float
         ``watershed`` only: how far (voxels of distance) a narrowing must dip below the centres it
         joins to split them.
+    spacing_scale : bool or None
+        Stacks: scale ``min_size`` and ``min_area`` down when the mask's objects continue from slice
+        to slice less than in a contiguous stack (slices far apart, :func:`size_limits`). None (the
+        default): on when ``min_size`` is left to its default, off when a number is given.
     """
 
     threshold: float = 0.5
@@ -107,6 +117,7 @@ class PostProcessing:
     min_area: int = DEFAULT_MIN_AREA
     instances: str = DEFAULT_INSTANCES
     seed_height: float = DEFAULT_SEED_HEIGHT
+    spacing_scale: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not (
@@ -128,6 +139,8 @@ class PostProcessing:
         """These settings resolved for ``volume``: ``min_size`` in voxels for a stack (by default for its
         depth, :func:`default_min_size`) or in pixels for a single image, whose ``min_area`` is 0."""
         resolved = {}
+        if self.spacing_scale is None:
+            resolved["spacing_scale"] = self.min_size is None and not volume.single_image
         if self.min_size is None:
             resolved["min_size"] = (
                 DEFAULT_MIN_SIZE_2D if volume.single_image else default_min_size(len(volume))
@@ -141,9 +154,94 @@ class PostProcessing:
         values = asdict(self)
         kinds = {"threshold": float, "z_window": int, "opening": int, "fill_holes": bool}
         kinds |= {"min_size": int, "min_area": int, "instances": str, "seed_height": float}
+        kinds |= {"spacing_scale": bool}
         for name, kind in kinds.items():
             values[name] = None if values[name] is None else kind(values[name])
         return values
+
+
+@dataclass(frozen=True)
+class SizeLimits:
+    """The size filter's limits as applied to one mask (:func:`size_limits`).
+
+    Attributes
+    ----------
+    min_size, min_area : int
+        Voxels of an object, and pixels per slice of one crossing every slice, to be kept.
+    continuity : float or None
+        The share of the mask's voxels whose neighbour in the next slice is foreground too (None:
+        not measured).
+    scale : float
+        The factor the settings' limits were multiplied by (1: as set).
+    """
+
+    min_size: int
+    min_area: int
+    continuity: float | None = None
+    scale: float = 1.0
+
+
+def z_continuity(mask: Volume) -> float | None:
+    """The share of a stack mask's foreground voxels (all slices but the last) that continue into the next slice.
+
+    Read two slices at a time. About 0.95 for mitochondria in contiguous 5 nm slices
+    (:data:`sam_mito.defaults.CONTIGUOUS_CONTINUITY`), lower the farther apart the slices are.
+
+    Returns
+    -------
+    float or None
+        None for a single image, a one-slice stack or a mask with no foreground before its last slice.
+    """
+    if mask.single_image or len(mask) < 2:
+        return None
+    continued = counted = 0
+    below = mask.raw_slice(0) > 0
+    for z in range(1, len(mask)):
+        above = mask.raw_slice(z) > 0
+        continued += int(np.count_nonzero(below & above))
+        counted += int(np.count_nonzero(below))
+        below = above
+    return continued / counted if counted else None
+
+
+def size_limits(mask: Volume, post: PostProcessing) -> SizeLimits:
+    """The limits the size filter applies to ``mask``: ``post``'s (resolved), scaled to the slice spacing.
+
+    With ``post.spacing_scale`` (the default limits), both limits are multiplied by
+    ``min(1, (1 - CONTIGUOUS_CONTINUITY) / (1 - continuity))``: an object of length L spans about
+    L / spacing slices and continues into the next slice for a share ``1 - spacing / L`` of its voxels,
+    so the share that does not continue measures the spacing, relative to the contiguous 5 nm stacks
+    the defaults were measured on. Slices 65 nm apart (``epfl_sample``) hold far fewer voxels of
+    each object, and the fixed limits removed its mitochondria (BENCHMARKS.md, "Short stacks").
+
+    Parameters
+    ----------
+    mask : Volume
+        The unfiltered 0/255 mask (read once more, two slices at a time, when scaling applies).
+    post : PostProcessing
+        Resolved settings (:meth:`PostProcessing.for_volume`).
+
+    Returns
+    -------
+    SizeLimits
+    """
+    if not post.spacing_scale:
+        return SizeLimits(post.min_size, post.min_area)
+    continuity = z_continuity(mask)
+    if continuity is None or continuity >= CONTIGUOUS_CONTINUITY:
+        return SizeLimits(post.min_size, post.min_area, continuity)
+    scale = (1 - CONTIGUOUS_CONTINUITY) / (1 - continuity)
+    limits = SizeLimits(math.ceil(post.min_size * scale), math.ceil(post.min_area * scale), continuity, scale)
+    logger.info(
+        "objects continue into the next slice for %.3f of their voxels (contiguous stacks: %.3f): size limits "
+        "x %.2f, %d voxels and %d pixels per slice",
+        continuity,
+        CONTIGUOUS_CONTINUITY,
+        scale,
+        limits.min_size,
+        limits.min_area,
+    )
+    return limits
 
 
 def default_min_size(depth: int) -> int:
@@ -257,15 +355,17 @@ def _crossing(labeler: VolumeLabeler, grid: BlockGrid, read) -> np.ndarray:
     return first & last
 
 
-def empty_mask_warnings(removed: dict, post: PostProcessing, depth: int, *, single_image: bool) -> list[str]:
+def empty_mask_warnings(
+    removed: dict, post: PostProcessing | SizeLimits, depth: int, *, single_image: bool
+) -> list[str]:
     """A warning, also logged, when the size filter removed every object it found; else none.
 
     Parameters
     ----------
     removed : dict
         :func:`drop_small_objects`'s ``objects_removed`` and ``objects_kept``.
-    post : PostProcessing
-        The settings it applied (resolved: :meth:`PostProcessing.for_volume`).
+    post : PostProcessing or SizeLimits
+        The limits it applied (``min_size`` and ``min_area``).
     depth : int
         Slices in the stack.
     single_image : bool, keyword-only

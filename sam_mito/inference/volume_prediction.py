@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from sam_mito.errors import SamMitoError
 from sam_mito.files import atomic_file, check_output_file, check_outputs
 from sam_mito.inference.pipeline import PredictionSummary, finished_slices, read_boxes
-from sam_mito.inference.postprocessing import PostProcessing, drop_small_objects
+from sam_mito.inference.postprocessing import PostProcessing, drop_small_objects, size_limits
 from sam_mito.inference.segmenter import Segmenter
 from sam_mito.version import __version__
 from sam_mito.volumes.labelling import label_mask
@@ -191,11 +191,12 @@ def predict_volume(
             )
         if post.min_size:  # in place; a kill here is repaired by running it again (it only removes)
             written = open_volume(output_path)
-            removed, blocks = drop_small_objects(written, post.min_size, min_area=post.min_area)
+            limits = size_limits(written, post)
+            removed, blocks = drop_small_objects(written, limits.min_size, min_area=limits.min_area)
             for block, mask, changed in tqdm(blocks, desc="dropping small objects", unit="block"):
                 if changed:
                     masks[block] = mask
-            summary.record_filter(removed, post, volume)
+            summary.record_filter(removed, limits, volume)
         if labels_path is not None:
             summary.record(
                 label_mask(
@@ -348,14 +349,14 @@ def _predict_tiff(segmenter, volume, output_path, probabilities_path, boxes, pos
                 if probabilities_path is not None:
                     probabilities.write(probability, contiguous=True)
         if post.min_size:
-            removed, blocks = drop_small_objects(
-                open_volume(unfiltered), post.min_size, min_area=post.min_area
-            )
+            written = open_volume(unfiltered)
+            limits = size_limits(written, post)
+            removed, blocks = drop_small_objects(written, limits.min_size, min_area=limits.min_area)
             with tifffile.TiffWriter(partial) as filtered:
                 for _, mask, _ in blocks:
                     for page in mask:
                         filtered.write(page, contiguous=True)
-            summary.record_filter(removed, post, volume)
+            summary.record_filter(removed, limits, volume)
         if Path(output_path).suffix.lower() == PNG_SUFFIX:  # a single image: the page, as a real PNG
             Image.fromarray(tifffile.imread(partial)).save(partial, format="PNG")
     logger.info("wrote %s %s (%d encoder passes)", output_path, summary.shape, segmenter.encoder_passes)

@@ -8,14 +8,24 @@ debris under 15000 voxels. Measured on real EPFL stacks by ``benchmarks/shortsta
 """
 
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tifffile
 
+from sam_mito.cli.predict import _print_summary
+from sam_mito.defaults import CONTIGUOUS_CONTINUITY
 from sam_mito.inference import volume_prediction as predicting
 from sam_mito.inference.pipeline import segment_volume
-from sam_mito.inference.postprocessing import PostProcessing, default_min_size, drop_small_objects
+from sam_mito.inference.postprocessing import (
+    PostProcessing,
+    SizeLimits,
+    default_min_size,
+    drop_small_objects,
+    size_limits,
+    z_continuity,
+)
 from sam_mito.volumes import instances, omezarr
 from sam_mito.volumes.omezarr import create_image
 from sam_mito.volumes.reading import open_volume
@@ -142,3 +152,55 @@ def test_no_warning_when_the_filter_keeps_an_object_or_finds_none():
     maps = _box(shape, np.s_[:, 5:35, 5:35], np.s_[:, 36:38, 40:42]).astype(np.float32) * 0.9
     summary = _segment(maps).summary
     assert (summary.objects_removed, summary.objects_kept, summary.warnings) == (1, 1, [])
+
+
+def test_z_continuity_counts_the_voxels_that_continue_into_the_next_slice():
+    mask = np.zeros((3, 5, 6), np.uint8)  # (a last axis of 3 or 4 would read as colour channels)
+    mask[0, 0, :4] = 255  # 4 voxels, 2 of them continue into slice 1
+    mask[1, 0, :2] = mask[1, 3, 3] = 255  # 3 voxels, 1 continues into slice 2
+    mask[2, 3, 3] = 255  # the last slice is not counted
+    assert z_continuity(Volume.from_array(mask)) == 3 / 7
+    assert z_continuity(Volume.from_array(mask[:1])) is None  # one slice: nothing to continue into
+    assert z_continuity(Volume.from_array(np.zeros((2, 3, 3), np.uint8))) is None
+    assert z_continuity(Volume.from_array(np.zeros((3, 3), np.uint8))) is None  # a single image
+
+
+def test_default_limits_shrink_with_the_slice_spacing_and_given_limits_do_not():
+    shape = (8, 60, 60)
+    stack = Volume.from_array(np.zeros(shape, np.uint8))
+    sparse = np.zeros(shape, np.uint8)
+    for z in range(0, 8, 2):  # objects 2 slices deep, each pair elsewhere: 4 of 7 slices continue
+        x = 5 + (z // 2 % 2) * 30
+        sparse[z : z + 2, 5:25, x : x + 20] = 255
+    contiguous = np.zeros(shape, np.uint8)
+    contiguous[:, 5:45, 5:45] = 255  # every voxel but the last slice's continues
+    default = PostProcessing().for_volume(stack)
+    assert default.spacing_scale and default.min_size == 5715
+    limits = size_limits(Volume.from_array(sparse), default)
+    scale = (1 - CONTIGUOUS_CONTINUITY) / (1 - 4 / 7)  # 4 of 7 counted slices' voxels continue
+    assert limits.continuity == 4 / 7 and limits.scale == pytest.approx(scale)
+    assert (limits.min_size, limits.min_area) == (int(np.ceil(5715 * scale)), int(np.ceil(500 * scale)))
+    assert size_limits(Volume.from_array(contiguous), default) == SizeLimits(5715, 500, 1.0)
+    given = PostProcessing(min_size=5715).for_volume(stack)
+    assert not given.spacing_scale
+    assert size_limits(Volume.from_array(sparse), given) == SizeLimits(5715, 500)
+    image = PostProcessing().for_volume(Volume.from_array(np.zeros((8, 8), np.uint8)))
+    assert not image.spacing_scale
+
+
+def test_serial_sections_keep_their_mitochondria_and_the_summary_says_why(capsys):
+    shape = (8, 64, 64)
+    maps = np.zeros(shape, np.float32)
+    for z in range(8):  # a different 1000-pixel section in each slice, as in slices 65 nm apart
+        maps[z, 4 + (z % 2) * 30 : 29 + (z % 2) * 30, 4 + (z // 2) * 14 : 44 + (z // 2) * 5] = 0.9
+    post = PostProcessing(z_window=1)
+    result = _segment(maps, post)
+    assert (result.summary.objects_removed, result.summary.objects_kept) == (0, 8)
+    assert result.summary.size_limits["scale"] < 1 and result.summary.size_limits["continuity"] == 0
+    _print_summary(SimpleNamespace(out="mask.zarr", labels_out=None), result.summary.to_dict())
+    assert (
+        "limits x 0.05: objects continue into the next slice for 0.00 of their voxels"
+        in capsys.readouterr().out
+    )
+    fixed = _segment(maps, PostProcessing(z_window=1, min_size=5715))  # the depth's limit alone
+    assert fixed.summary.objects_kept == 0 and fixed.summary.warnings
