@@ -1,15 +1,20 @@
 #!/usr/bin/env python
-"""The checkpoint under stock use: do `iou_scores` track the real IoU, and is SAM's usual call as good?
+"""The checkpoint under stock use: do `iou_scores` track the real IoU, and what does the stock pipeline return?
 
-Fine-tunes the packaged tiny base on part of the real EPFL sample (`../shared/epfl_sample`, or
-`$SAM_MITO_EPFL_SAMPLE`; synthetic data with `--quick`) with sam-mito's decoder loss
-(`mask_outputs=all`: single mask + best of the three multimask outputs, IoU head trained at the
-default `iou_weight` 30 and at 1) and with the seed recipe (`mask_outputs=single`, `iou_weight=0`), then scores held-out slices' patches with
-their union boxes:
+Fine-tunes the packaged tiny base on the real EPFL sample (`../shared/epfl_sample`, or
+`$SAM_MITO_EPFL_SAMPLE`; synthetic data with `--quick`) from about 100 and about 500 training
+patches, with sam-mito's default recipe (box prompts, `iou_weight` 30), with `iou_weight` 100, and
+(from about 500) with single-point prompts added (`point_weight 1`, as `pipeline("mask-generation")`
+prompts a model), then scores the held-out
+test slices' patches (the same patches for every model):
 
-- Pearson r between the single mask's `iou_scores` and its real IoU with the ground truth;
+- Pearson r between the single mask's `iou_scores` and its real IoU, for each patch's union box;
 - mean Dice of the single mask (`multimask_output=False`) and of the multimask output with the
-  highest `iou_scores` (`multimask_output=True`, the usual way to call SAM).
+  highest `iou_scores` (`multimask_output=True`, the usual way to call SAM);
+- `pipeline("mask-generation")` at the settings the model card passes
+  (`sam_mito.defaults.MASK_GENERATION_SETTINGS`): masks returned per patch and the IoU of their
+  union with the truth. The pipeline needs torchvision: run this group in `.venv-vision`
+  (`make bench VENV=.venv-vision ONLY=iou_head`); elsewhere those columns say so.
 
     python benchmarks/iou_head.py [--quick]      # prints the markdown section
 """
@@ -17,6 +22,7 @@ their union boxes:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import tempfile
 from functools import partial
@@ -27,10 +33,16 @@ from common import timed, train_tiny_base
 ROOT = Path(__file__).resolve().parents[1]
 EPFL_SAMPLE = Path(os.environ.get("SAM_MITO_EPFL_SAMPLE", ROOT.parent / "shared" / "epfl_sample"))
 RECIPES = {
-    "sam-mito default (mask_outputs=all, iou_weight=30)": {"mask_outputs": "all", "iou_weight": 30.0},
-    "iou_weight=1 (mask_outputs=all)": {"mask_outputs": "all", "iou_weight": 1.0},
-    "seed recipe (mask_outputs=single, iou_weight=0)": {"mask_outputs": "single", "iou_weight": 0.0},
+    "sam-mito default (box prompts, iou_weight 30)": {},
+    "iou_weight 100": {"iou_weight": 100.0},
+    "+ single-point prompts (point_weight 1)": {"point_weight": 1.0},
 }
+#: Training set sizes: the patch step that cuts the 5 training slices into about that many patches,
+#: and the recipes trained at that size (point prompts triple a step's cost: measured at one size).
+SIZES = {"about 100": 176, "about 500": 64}
+SIZE_RECIPES = {"about 100": tuple(RECIPES)[:2], "about 500": tuple(RECIPES)}
+#: Held-out patches given to the pipeline (evenly spread over the test split; 1024 points each).
+PIPELINE_PATCHES = 8
 
 
 def _pearson(x, y) -> float:
@@ -106,47 +118,84 @@ def score_held_out(
     }
 
 
+def score_pipeline(model_dir: str, dataset_dir: Path, split: str, patches: int) -> dict:
+    """``pipeline("mask-generation")`` at the card's settings on ``patches`` patches spread over ``split``."""
+    import numpy as np
+    from PIL import Image
+    from transformers import pipeline
+
+    from sam_mito.data.patches import load_patches
+    from sam_mito.defaults import MASK_GENERATION_SETTINGS
+
+    generator = pipeline("mask-generation", model=model_dir, device="cpu")
+    rows = load_patches(dataset_dir, split)
+    found, union_iou = [], []
+    for index in np.linspace(0, len(rows) - 1, patches).round().astype(int):
+        row = rows[int(index)]
+        truth = np.asarray(row["label"]) > 0
+        outputs = generator(
+            Image.fromarray(np.asarray(row["image"])).convert("RGB"), **MASK_GENERATION_SETTINGS
+        )
+        masks = [np.asarray(mask, bool) for mask in outputs["masks"]]
+        union = np.logical_or.reduce(masks) if masks else np.zeros_like(truth)
+        either = (union | truth).sum()
+        found.append(len(masks))
+        union_iou.append(float((union & truth).sum() / either) if either else 1.0)
+    return {
+        "patches": len(found),
+        "masks_per_patch": float(np.mean(found)),
+        "union_iou": float(np.mean(union_iou)),
+    }
+
+
+def _prepare(folder: Path, step: int, quick: bool) -> str:
+    from sam_mito.data.patches import PatchConfig, prepare_dataset
+
+    # 8 slices: 5 train, 2 test, 1 validation
+    splits = PatchConfig(validation_fraction=0.125, test_fraction=0.25, step=step)
+    if quick:
+        prepare_dataset(folder, synthetic_shape=(8, 256, 512), seed=0, config=splits)
+        return "synthetic 8×256×512 (quick)"
+    if not (EPFL_SAMPLE / "training.tif").exists():
+        raise FileNotFoundError(f"{EPFL_SAMPLE}/training.tif: set SAM_MITO_EPFL_SAMPLE to the EPFL sample")
+    prepare_dataset(
+        folder,
+        images=EPFL_SAMPLE / "training.tif",
+        masks=EPFL_SAMPLE / "training_groundtruth.tif",
+        config=splits,
+    )
+    return f"EPFL sample `{EPFL_SAMPLE.name}` (8 slices 768×1024: 5 train, 2 test, 1 validation)"
+
+
 def measure(workdir: str, quick: bool) -> dict:
-    """Prepare, fine-tune the tiny base with each recipe, score the held-out patches.
+    """Prepare, fine-tune the tiny base per training size and recipe, score the held-out patches.
 
     Parameters
     ----------
     workdir : str
-        Scratch folder (dataset, models, embedding cache).
+        Scratch folder (datasets, models, embedding cache).
     quick : bool
         Synthetic data and a few steps (seconds; what the tests run) instead of the EPFL sample.
 
     Returns
     -------
     dict
-        Data description, settings, and per recipe the held-out scores and training seconds.
+        Data description, settings, the base's held-out scores, and per training size and recipe
+        the held-out and pipeline scores and training seconds (``pipeline`` is None without torchvision).
     """
-    from sam_mito.data.patches import PatchConfig, load_patches, prepare_dataset
-    from sam_mito.defaults import TINY_BASE
+    from sam_mito.data.patches import load_patches
+    from sam_mito.defaults import MASK_GENERATION_SETTINGS, TINY_BASE
+    from sam_mito.models.loading import tiny_base_path
 
-    work = Path(workdir)
-    data_dir = work / "patches"
-    # 8 slices: 5 train, 2 test, 1 validation; 256-pixel patches every 64 pixels, as 60 disjoint
-    # training patches let the IoU head memorise them (train r 0.79, held-out r 0.03)
-    splits = PatchConfig(validation_fraction=0.125, test_fraction=0.25, step=128 if quick else 64)
-    if quick:
-        prepare_dataset(data_dir, synthetic_shape=(8, 256, 512), seed=0, config=splits)
-        source = "synthetic 8×256×512 (quick)"
-    else:
-        if not (EPFL_SAMPLE / "training.tif").exists():
-            raise FileNotFoundError(
-                f"{EPFL_SAMPLE}/training.tif: set SAM_MITO_EPFL_SAMPLE to the EPFL sample"
-            )
-        prepare_dataset(
-            data_dir,
-            images=EPFL_SAMPLE / "training.tif",
-            masks=EPFL_SAMPLE / "training_groundtruth.tif",
-            config=splits,
-        )
-        source = f"EPFL sample `{EPFL_SAMPLE.name}` (8 slices 768×1024), 256×256 patches every 64 px"
-    held_out = ["test", "validation"]
+    work, cache = Path(workdir), str(Path(workdir) / "cache")
+    sizes = {"quick, coarse": 256, "quick, fine": 128} if quick else SIZES
+    recipes = dict.fromkeys(sizes, tuple(RECIPES)) if quick else SIZE_RECIPES
+    held_out = work / "held-out"  # the finest cut's test split scores every model
+    source = _prepare(held_out, min(sizes.values()), quick)
+    with_pipeline = importlib.util.find_spec("torchvision") is not None
+    pipeline_patches = 1 if quick else PIPELINE_PATCHES
     settings = {
-        # 300 steps leave the IoU head near a constant (held-out r 0.39); 1000 let it rank masks
+        # 300 steps leave the IoU head near a constant (held-out r 0.39 from 529 patches); 1000 let it rank masks
         "max_steps": 10 if quick else 1000,
         "per_device_train_batch_size": 8,
         "learning_rate": 1e-3,
@@ -155,48 +204,89 @@ def measure(workdir: str, quick: bool) -> dict:
     }
     result = {
         "source": source,
-        "train_patches": len(load_patches(data_dir, "train")),
-        "held_out_splits": held_out,
         "settings": settings,
-        "recipes": {},
+        "mask_generation": MASK_GENERATION_SETTINGS,
+        "held_out_patches": len(load_patches(held_out, "test")),
+        "pipeline_patches": pipeline_patches if with_pipeline else 0,
+        "runs": [],
     }
-    for index, (name, recipe) in enumerate(RECIPES.items()):
-        out = work / f"model-{index}"
-        options = {"eval_split": None, "logging_steps": 50, **settings, **recipe}
-        seconds, _ = timed(partial(train_tiny_base, out, data_dir, work / "cache", **options))
-        scores = score_held_out(str(out), data_dir, held_out, str(work / "cache"))
-        result["recipes"][name] = {**recipe, "train_seconds": seconds, **scores}
-    base = score_held_out(TINY_BASE, data_dir, held_out, str(work / "cache"))
-    result["base"] = base
+    for size, step in sizes.items():
+        data = held_out if step == min(sizes.values()) else work / f"patches-{step}"
+        if data != held_out:
+            _prepare(data, step, quick)
+        for recipe in recipes[size]:
+            options = RECIPES[recipe]
+            out = work / f"model-{step}-{len(result['runs'])}"
+            run = partial(
+                train_tiny_base, out, data, cache, eval_split=None, logging_steps=50, **settings, **options
+            )
+            seconds, _ = timed(run)
+            scores = score_held_out(str(out), held_out, ["test"], cache)
+            generated = (
+                score_pipeline(str(out), held_out, "test", pipeline_patches) if with_pipeline else None
+            )
+            result["runs"].append(
+                {
+                    "size": size,
+                    "train_patches": len(load_patches(data, "train")),
+                    "recipe": recipe,
+                    "train_seconds": seconds,
+                    **scores,
+                    "pipeline": generated,
+                }
+            )
+    result["base"] = score_held_out(TINY_BASE, held_out, ["test"], cache)
+    if with_pipeline:
+        base_folder = str(tiny_base_path())  # the pipeline reads a folder, not sam-mito's name for it
+        result["base"]["pipeline"] = score_pipeline(base_folder, held_out, "test", pipeline_patches)
     return result
+
+
+def _r(value: float) -> str:
+    return "undefined (constant scores)" if value != value else f"{value:.3f}"
 
 
 def render(result: dict) -> str:
     """The markdown section for BENCHMARKS.md."""
-    settings = result["settings"]
+    settings, card = result["settings"], result["mask_generation"]
     rows = [
-        "| model | Pearson r: single-mask `iou_scores` vs real IoU | Dice, single mask "
-        "| Dice, best `iou_scores` of 3 | difference | Dice, oracle best of 3 |",
-        "|---|---|---|---|---|---|",
+        "| training patches | recipe | Pearson r: single-mask `iou_scores` vs real IoU | Dice, single mask "
+        "| Dice, best `iou_scores` of 3 | difference | Dice, oracle best of 3 | pipeline: masks per patch "
+        "| pipeline: union IoU with truth | training s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    entries = [("packaged tiny base (not fine-tuned)", result["base"]), *result["recipes"].items()]
-    for name, scores in entries:
-        difference = scores["dice_best_by_iou_scores"] - scores["dice_single"]
-        rows.append(
-            f"| {name} | {scores['pearson_single']:.3f} | {scores['dice_single']:.3f} "
-            f"| {scores['dice_best_by_iou_scores']:.3f} | {difference:+.3f} "
-            f"| {scores['dice_oracle_best_of_3']:.3f} |"
+    base = {
+        "size": "—",
+        "train_patches": "not fine-tuned",
+        "recipe": "packaged tiny base",
+        "train_seconds": None,
+    }
+    for run in [{**base, **result["base"]}, *result["runs"]]:
+        difference = run["dice_best_by_iou_scores"] - run["dice_single"]
+        generated = run.get("pipeline")
+        pipe = (
+            f"{generated['masks_per_patch']:.2f} | {generated['union_iou']:.3f}"
+            if generated
+            else "needs torchvision | needs torchvision"
         )
-    patches = next(iter(result["recipes"].values()))["patches"]
+        seconds = "—" if run["train_seconds"] is None else f"{run['train_seconds']:.0f}"
+        rows.append(
+            f"| {run['train_patches']} | {run['recipe']} | {_r(run['pearson_single'])} | {run['dice_single']:.3f} "
+            f"| {run['dice_best_by_iou_scores']:.3f} | {difference:+.3f} | {run['dice_oracle_best_of_3']:.3f} "
+            f"| {pipe} | {seconds} |"
+        )
+    call = ", ".join(f"{k}={v}" for k, v in card.items())
     return "\n".join(
         [
-            "## The checkpoint under stock use: IoU head and multimask outputs",
+            '## The checkpoint under stock use: IoU head, multimask outputs, pipeline("mask-generation")',
             "",
-            f"Data: {result['source']}; fine-tuned on the {result['train_patches']} patches of the train "
-            f"split, scored on the {patches} patches of the held-out slices "
-            f"({' + '.join(result['held_out_splits'])} splits), one union box each. Packaged tiny base, "
-            f"{settings['max_steps']} steps, batch {settings['per_device_train_batch_size']}, "
-            f"learning rate {settings['learning_rate']}, box jitter {settings['box_jitter']} px.",
+            f"Data: {result['source']}. Each model is fine-tuned from the packaged tiny base on the train split "
+            "cut into 256×256 patches at a coarser or finer step (about 100 or about 500 patches), "
+            f"{settings['max_steps']} steps, batch {settings['per_device_train_batch_size']}, learning rate "
+            f"{settings['learning_rate']}, box jitter {settings['box_jitter']} px, and scored on the same "
+            f"{result['held_out_patches']} patches of the held-out test slices (one union box each). The pipeline "
+            f"runs on {result['pipeline_patches']} of them, spread evenly, with the card's call "
+            f"(`{call}`; 32×32 points per patch).",
             "Targets: Pearson r >= 0.5, and picking the highest-scoring of the three masks "
             "(`multimask_output=True`, SAM's usual call) no more than 0.02 Dice below the single mask.",
             "",

@@ -28,6 +28,8 @@ ENCODE_BATCH_SIZE = 1
 
 #: Decoder outputs a training run penalises.
 MASK_OUTPUTS = ("all", "single")
+#: What a fine-tuned model's card passes to ``pipeline("mask-generation")`` (BENCHMARKS.md section 10).
+MASK_GENERATION_SETTINGS = {"points_per_batch": 256, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 
 #: Patching of ``prepare``: patch side and stride in pixels, split fractions.
 PATCH_SIZE = 256

@@ -10,6 +10,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from sam_mito.data.prompts import GROUND_TRUTH_MODES
+from sam_mito.defaults import MASK_GENERATION_SETTINGS
 from sam_mito.errors import SamMitoError
 from sam_mito.files import atomic_file
 from sam_mito.hub_cards import card_template
@@ -87,6 +88,11 @@ class ModelCardInfo:
     volume_results : list of dict
         Prompt-free whole-volume scores from ``sam-mito score --model``: one row per scored volume
         with ``volume`` (its file name) and :data:`VOLUME_METRICS` keys.
+    point_weight : float
+        Weight of the single-point prompts' loss in training (0: boxes only).
+    mask_generation : dict
+        The settings the card's ``pipeline("mask-generation")`` call passes
+        (:data:`sam_mito.defaults.MASK_GENERATION_SETTINGS`).
     """
 
     base_model: str
@@ -108,6 +114,8 @@ class ModelCardInfo:
     results_table: str = ""
     figure: str | None = None
     volume_results: list[dict] = field(default_factory=list)
+    point_weight: float = 0.0
+    mask_generation: dict = field(default_factory=lambda: dict(MASK_GENERATION_SETTINGS))
 
     def save(self, folder: str | Path) -> None:
         """Write ``card_data.json`` into ``folder``."""
@@ -151,6 +159,7 @@ class ModelCardInfo:
             base_model=self.base_model if is_hub_id(self.base_model) and not self.demo_base else None,
             datasets=[self.dataset] if is_hub_id(self.dataset) else None,
             library_name="transformers",
+            pipeline_tag="mask-generation",
             license="apache-2.0",
             tags=["segment-anything", "mitochondria", "electron-microscopy", "sam-mito"],
             model_name=model_name,

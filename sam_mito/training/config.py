@@ -76,6 +76,9 @@ class SamMitoConfig(ChangedDefaults, TrainingArguments, SamMitoOptions):
         for name in at_least_one + ("max_instances", "encode_batch_size"):
             if getattr(self, name) < 1:
                 raise SamMitoError(f"{name} {getattr(self, name)}: expected at least 1")
+        for name in ("point_objects", "background_points"):
+            if getattr(self, name) < 0:
+                raise SamMitoError(f"{name} {getattr(self, name)}: expected a count >= 0")
         for name in (
             "learning_rate",
             "weight_decay",
@@ -83,6 +86,7 @@ class SamMitoConfig(ChangedDefaults, TrainingArguments, SamMitoOptions):
             "ce_weight",
             "iou_weight",
             "multimask_weight",
+            "point_weight",
         ):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:

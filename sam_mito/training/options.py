@@ -21,8 +21,8 @@ from sam_mito.defaults import (
 #: The fields of each option group, in the order ``sam-mito train --help`` shows them.
 GROUPS = {
     "model and data": ("model_name_or_path", "dataset", "train_split", "eval_split"),
-    "prompts": ("prompt_mode", "box_jitter", "max_instances"),
-    "loss": ("dice_weight", "ce_weight", "iou_weight", "mask_outputs", "multimask_weight"),
+    "prompts": ("prompt_mode", "box_jitter", "max_instances", "point_objects", "background_points"),
+    "loss": ("dice_weight", "ce_weight", "iou_weight", "mask_outputs", "multimask_weight", "point_weight"),
     "embedding cache and encoder": (
         "embedding_cache",
         "embedding_cache_dir",
@@ -64,6 +64,12 @@ class SamMitoOptions:
     )
     box_jitter: int = _option(20, "Move each box side by up to this many pixels (train).")
     max_instances: int = _option(16, "instance mode: at most this many boxes per patch.")
+    point_objects: int = _option(
+        2, "Point prompts: objects per patch and step (chosen at random) that get a point inside them."
+    )
+    background_points: int = _option(
+        1, "Point prompts: points on background per patch and step, each with an empty target."
+    )
     dice_weight: float = _option(1.0, "Weight of the Dice term of the loss.")
     ce_weight: float = _option(1.0, "Weight of the cross-entropy term of the loss.")
     iou_weight: float = _option(
@@ -80,6 +86,13 @@ class SamMitoOptions:
         choices=MASK_OUTPUTS,
     )
     multimask_weight: float = _option(1.0, "mask_outputs=all: weight of the three multimask outputs' loss.")
+    point_weight: float = _option(
+        0.0,
+        "Weight of the loss on single-point prompts drawn every step: a random point inside each of "
+        "point_objects objects (target: that object) and background_points on background (target: "
+        "empty), as pipeline('mask-generation') prompts the model. 0: boxes only (BENCHMARKS.md "
+        "section 10 measures both).",
+    )
     embedding_cache: bool = _option(True, "Encode each patch once and train on cached embeddings.")
     embedding_cache_dir: str | None = _option(
         None,

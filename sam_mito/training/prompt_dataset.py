@@ -38,7 +38,9 @@ class PromptDataset(torch.utils.data.Dataset):
     """Rows of a prepared split as model inputs: boxes, target masks, and embeddings or pixels.
 
     Labels are decoded once and held as ``uint8``; images come from the embedding cache when one
-    is given (the fast path) or are preprocessed for the encoder on every access.
+    is given (the fast path) or are preprocessed for the encoder on every access. With
+    ``instances=True`` each item also holds the patch's connected objects, labelled 1..N
+    (``"instances"``), from which the Trainer samples point prompts.
     """
 
     def __init__(
@@ -50,10 +52,11 @@ class PromptDataset(torch.utils.data.Dataset):
         processor: SamProcessor,
         embeddings: EmbeddingCache | None = None,
         max_instances: int = 16,
+        instances: bool = False,
     ) -> None:
         _check_split(split, name, prompt_mode)
         self.split, self.prompt_mode, self.processor = split, prompt_mode, processor
-        self.embeddings, self.max_instances = embeddings, max_instances
+        self.embeddings, self.max_instances, self.with_instances = embeddings, max_instances, instances
         self.labels = [np.asarray(image, dtype=np.uint8) for image in split["label"]]
         for index, label in enumerate(self.labels):
             if label.max() > 1:
@@ -96,6 +99,8 @@ class PromptDataset(torch.utils.data.Dataset):
             "boxes": torch.tensor(boxes, dtype=torch.float32),
             "targets": torch.from_numpy(targets.astype(np.float32)),
         }
+        if self.with_instances:
+            item["instances"] = torch.from_numpy(label_instances(label).astype(np.int32))
         if self.embeddings is not None:
             item["image_embeddings"] = self.embeddings[index]
         else:
@@ -116,7 +121,7 @@ def collate_prompts(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
         "box_valid": valid,
         "index": torch.stack([item["index"] for item in items]),
     }
-    for key in ("image_embeddings", "pixel_values"):
+    for key in ("image_embeddings", "pixel_values", "instances"):
         if key in items[0]:
             batch[key] = torch.stack([item[key] for item in items])
     return batch
@@ -160,4 +165,5 @@ def prompt_dataset(
         processor=processor,
         embeddings=cache,
         max_instances=config.max_instances,
+        instances=config.point_weight > 0,
     )

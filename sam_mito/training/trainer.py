@@ -9,14 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
 from transformers import SamModel, SamProcessor, Trainer, set_seed
 from transformers.trainer_utils import HubStrategy
 
 from sam_mito.data.patches import load_patches
-from sam_mito.data.prompts import jitter_boxes
-from sam_mito.defaults import TINY_BASE
 from sam_mito.errors import SamMitoError
 from sam_mito.hub.cards import TRAINING_CONFIG, VALIDATION_FILE, ModelCardInfo
 from sam_mito.hub.uploads import AllowListedPushes
@@ -27,10 +24,10 @@ from sam_mito.models.loading import (
     freeze_unused_outputs,
     load_sam,
     processor_for,
-    tiny_base_path,
 )
-from sam_mito.paths import public_json, public_name
+from sam_mito.paths import public_json
 from sam_mito.results import Result
+from sam_mito.training.card_info import run_card_info
 from sam_mito.training.config import RUN_RECORD, SamMitoConfig
 from sam_mito.training.losses import MaskDecoderLoss
 from sam_mito.training.outcome import compute_segmentation_metrics, warn_if_blind
@@ -42,6 +39,7 @@ from sam_mito.training.processes import (
     whole_modules,
 )
 from sam_mito.training.prompt_dataset import PromptDataset, collate_prompts, prompt_dataset
+from sam_mito.training.prompt_sampling import jittered_boxes, point_batch
 from sam_mito.training.run_checks import check_train_size, prepare_output_dir
 
 logger = logging.getLogger(__name__)
@@ -149,16 +147,6 @@ class SamMitoTrainer(AllowListedPushes, Trainer):
         self.trainable_parameters = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         return whole_modules(self.model, names)
 
-    def _jitter(self, boxes: torch.Tensor, indices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        moved = []
-        for row, index in zip(boxes, indices.tolist(), strict=True):
-            seed = np.random.SeedSequence([self.args.seed, self.state.global_step, index]).generate_state(1)
-            generator = torch.Generator().manual_seed(int(seed[0]))
-            moved.append(
-                jitter_boxes(row.cpu(), max_shift=self.args.box_jitter, size=size, generator=generator)
-            )
-        return torch.stack(moved).to(boxes.device)
-
     def decode_batch(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, Decoded]:
         """Decoder outputs at the targets' resolution for the batch's (jittered, when training) boxes.
 
@@ -172,25 +160,27 @@ class SamMitoTrainer(AllowListedPushes, Trainer):
         size = tuple(inputs["targets"].shape[-2:])
         boxes = inputs["boxes"]
         if model.training and self.args.box_jitter > 0:
-            boxes = self._jitter(boxes, inputs["index"], size)
+            boxes = jittered_boxes(
+                boxes, inputs["index"], max_shift=self.args.box_jitter, size=size, **self._draw()
+            )
+        return self._decode(model, inputs, size, boxes=boxes)
+
+    def _draw(self) -> dict[str, int]:
+        return {"seed": self.args.seed, "step": self.state.global_step}
+
+    def _decode(self, model, inputs, size, **prompts) -> dict[str, Decoded]:
         image = {k: inputs[k] for k in ("image_embeddings", "pixel_values") if k in inputs}
         if self.args.mask_outputs == "single":
-            return {"single": decode(model, size, boxes=boxes, **image)}
-        both = decode_all_masks(model, size, boxes=boxes, **image)
+            return {"single": decode(model, size, **image, **prompts)}
+        both = decode_all_masks(model, size, **image, **prompts)
         return {
             "single": Decoded(both.logits[:, :, :1], both.iou_scores[:, :, :1]),
             "multimask": Decoded(both.logits[:, :, 1:], both.iou_scores[:, :, 1:]),
         }
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """SAM's decoder loss over every real (unpadded) box (:class:`sam_mito.training.losses.MaskDecoderLoss`).
-
-        The single mask's DiceCE, plus, with ``mask_outputs='all'``, ``multimask_weight`` times the
-        DiceCE of the best of the three multimask outputs; each with ``iou_weight`` times the squared
-        error of the predicted IoUs.
-        """
-        outputs = self.decode_batch(model, inputs)
-        valid, targets = inputs["box_valid"], inputs["targets"]
+    def _prompt_loss(
+        self, outputs: dict[str, Decoded], valid: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
         single = outputs["single"]
         loss = self.loss_fn(single.logits[valid], single.iou_scores[valid], targets[valid])
         if "multimask" in outputs:
@@ -198,7 +188,35 @@ class SamMitoTrainer(AllowListedPushes, Trainer):
             loss = loss + self.args.multimask_weight * self.loss_fn(
                 multi.logits[valid], multi.iou_scores[valid], targets[valid]
             )
-        return (loss, {"logits": single.logits[:, :, 0]}) if return_outputs else loss
+        return loss
+
+    def _point_loss(self, model, inputs) -> torch.Tensor:
+        """The loss on single-point prompts drawn for this step (:mod:`sam_mito.training.prompt_sampling`)."""
+        points, targets, valid = point_batch(
+            inputs["instances"],
+            inputs["index"],
+            max_objects=self.args.point_objects,
+            background=self.args.background_points,
+            **self._draw(),
+        )
+        if not valid.any():
+            return torch.zeros((), device=targets.device)
+        outputs = self._decode(model, inputs, tuple(targets.shape[-2:]), points=points)
+        return self._prompt_loss(outputs, valid, targets)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """SAM's decoder loss over every real (unpadded) box (:class:`sam_mito.training.losses.MaskDecoderLoss`).
+
+        The single mask's DiceCE, plus, with ``mask_outputs='all'``, ``multimask_weight`` times the
+        DiceCE of the best of the three multimask outputs; each with ``iou_weight`` times the squared
+        error of the predicted IoUs. In training, plus ``point_weight`` times the same loss on
+        single-point prompts drawn for the step (evaluation scores the boxes alone).
+        """
+        outputs = self.decode_batch(model, inputs)
+        loss = self._prompt_loss(outputs, inputs["box_valid"], inputs["targets"])
+        if model.training and self.args.point_weight > 0 and "instances" in inputs:
+            loss = loss + self.args.point_weight * self._point_loss(model, inputs)
+        return (loss, {"logits": outputs["single"].logits[:, :, 0]}) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         """One step; a non-finite loss (on any process) stops training before the optimizer step."""
@@ -289,35 +307,13 @@ class SamMitoTrainer(AllowListedPushes, Trainer):
             (folder / TRAINING_CONFIG).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
     def card_info(self) -> ModelCardInfo:
-        """What the model card shows about this run (:class:`sam_mito.hub.cards.ModelCardInfo`)."""
-        args = self.args
-        base = args.model_name_or_path
-        steps = "max_steps" if args.max_steps > 0 else "num_train_epochs"
-        keys = ("learning_rate", "optim", "weight_decay", "per_device_train_batch_size")
-        keys += ("gradient_accumulation_steps", steps, "lr_scheduler_type", "embedding_cache", "mask_outputs")
-        weights = {"Dice": args.dice_weight, "binary cross-entropy": args.ce_weight}
-        weights["IoU-prediction mean squared error"] = args.iou_weight
-        multimask = "three multimask outputs (best one's Dice + cross-entropy, all IoUs)"
-        weights.update({multimask: args.multimask_weight} if args.mask_outputs == "all" else {})
-        return ModelCardInfo(
-            base_model=public_name(base),
+        """What the model card shows about this run (:func:`sam_mito.training.card_info.run_card_info`)."""
+        return run_card_info(
+            self.args,
             family=family_of(self.model.config).name,
-            dataset=public_name(str(args.dataset)),
-            train_split=args.train_split,
-            prompt_mode=args.prompt_mode,
-            box_jitter=args.box_jitter,
-            loss_weights=weights,
-            mask_outputs=args.mask_outputs,
-            trainable_parameters=self.trainable_parameters,
-            total_parameters=self.total_parameters,
+            parameters=(self.trainable_parameters, self.total_parameters),
             unreached=self.unreached,
-            run=run_record(args, self.accelerator),
-            hyperparameters={
-                k: str(getattr(getattr(args, k), "value", getattr(args, k)))
-                for k in keys + ("precision", "seed")
-            },
-            repo_or_path=args.hub_model_id or Path(args.output_dir).name,
-            demo_base=base in (TINY_BASE, str(tiny_base_path())),
+            run=run_record(self.args, self.accelerator),
         )
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:

@@ -90,7 +90,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path):
 
 
 @pytest.mark.slow
-def test_iou_head_bench_quick_scores_the_base_and_each_recipe(tmp_path, monkeypatch):
+def test_iou_head_bench_quick_scores_the_base_and_each_recipe_at_each_size(tmp_path, monkeypatch):
     import importlib.util
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports the benchmarks' `common`
@@ -98,13 +98,20 @@ def test_iou_head_bench_quick_scores_the_base_and_each_recipe(tmp_path, monkeypa
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     result = bench.measure(str(tmp_path), quick=True)
-    assert set(result["recipes"]) == set(bench.RECIPES)
-    for scores in [result["base"], *result["recipes"].values()]:
-        assert scores["boxes"] == scores["patches"] > 0  # one union box per held-out patch
+    runs = result["runs"]
+    assert [run["recipe"] for run in runs] == list(bench.RECIPES) * 2
+    assert runs[0]["train_patches"] < runs[-1]["train_patches"]  # a coarse and a fine cut
+    for scores in [result["base"], *runs]:
+        assert (
+            scores["boxes"] == scores["patches"] == result["held_out_patches"] > 0
+        )  # the same held-out boxes
         assert 0 <= scores["dice_best_by_iou_scores"] <= scores["dice_oracle_best_of_3"] <= 1
-        assert -1 <= scores["pearson_single"] <= 1
+        assert scores["pearson_single"] != scores["pearson_single"] or -1 <= scores["pearson_single"] <= 1
+        has_torchvision = importlib.util.find_spec("torchvision") is not None
+        assert (scores.get("pipeline") is not None) == has_torchvision
     report = bench.render(result)
     assert "Pearson r" in report and f"{result['base']['dice_single']:.3f}" in report
+    assert ("needs torchvision" in report) == (importlib.util.find_spec("torchvision") is None)
 
 
 def test_a_fresh_process_reports_its_own_peak_rss_not_its_parents():

@@ -135,8 +135,9 @@ def test_card_and_training_config_record_how_the_run_was_launched(tmp_path, tiny
 def test_two_processes_train_without_the_unused_parameter_search_and_record_the_run(
     tmp_path, tiny_model_dir, dataset_dir
 ):
+    # point prompts on: a second decoder pass per step, which DDP must reduce with the boxes' one
     flags = [
-        "--model_name_or_path", tiny_model_dir, "--dataset", dataset_dir,
+        "--model_name_or_path", tiny_model_dir, "--dataset", dataset_dir, "--point_weight", "1",
         "--output_dir", tmp_path / "out", "--embedding_cache_dir", tmp_path / "cache",
         "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--max_steps", "2",
         "--use_cpu", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
@@ -157,6 +158,7 @@ def test_two_processes_train_without_the_unused_parameter_search_and_record_the_
     assert (
         "Run: 2 process(es); effective batch size 8 =\n  2 per device × 2 process(es) × 2" in card
         and "mixed precision `bf16`" in card
+        and "single-point prompts 1.0" in card
     )
 
 

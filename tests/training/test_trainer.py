@@ -86,6 +86,39 @@ def test_the_saved_config_records_how_inference_must_tile_and_normalise(
     }
 
 
+def test_point_prompts_add_the_decoder_loss_of_the_points_drawn_for_the_step_in_training_only(
+    tmp_path, tiny_model_dir, dataset_dir
+):
+    from sam_mito.training.prompt_sampling import point_batch
+
+    config = _config(
+        tmp_path, tiny_model_dir, dataset_dir, box_jitter=0, point_weight=0.5, background_points=2
+    )
+    trainer, dataset = _trainer(config)
+    batch = collate_prompts([dataset[i] for i in range(3)])
+    assert torch.equal(batch["instances"][0].bool(), batch["targets"][0, 0].bool())  # union mode: one target
+    model = trainer.model
+    with torch.no_grad():
+        model.eval()
+        evaluated = trainer.compute_loss(model, batch)
+        model.train()
+        trained = trainer.compute_loss(model, batch)
+        points, targets, valid = point_batch(
+            batch["instances"], batch["index"], seed=config.seed, step=0, max_objects=2, background=2
+        )
+        both = decode_all_masks(model, (256, 256), image_embeddings=batch["image_embeddings"], points=points)
+        loss_fn = MaskDecoderLoss(iou_weight=config.iou_weight)
+        expected = loss_fn(both.logits[:, :, :1][valid], both.iou_scores[:, :, :1][valid], targets[valid])
+        expected += loss_fn(both.logits[:, :, 1:][valid], both.iou_scores[:, :, 1:][valid], targets[valid])
+    assert valid.sum(dim=1).tolist() == [min(2, int(i.max())) + 2 for i in batch["instances"]]
+    assert torch.allclose(trained - evaluated, 0.5 * expected, rtol=1e-4)
+
+
+def test_without_point_prompts_items_carry_no_instance_labels(tmp_path, tiny_model_dir, dataset_dir):
+    _, dataset = _trainer(_config(tmp_path, tiny_model_dir, dataset_dir))
+    assert "instances" not in dataset[0]
+
+
 def test_optimizer_settings_take_effect(tmp_path, tiny_model_dir, dataset_dir):
     config = _config(tmp_path, tiny_model_dir, dataset_dir, adam_beta2=0.9, weight_decay=0.01)
     trainer, _ = _trainer(config)
@@ -331,12 +364,14 @@ def test_card_describes_the_loss_and_its_snippet_gives_the_stock_mask(tmp_path, 
     )
     train(config)
     card = ModelCard.load(Path(config.output_dir) / "README.md")
-    assert "pipeline_tag" not in card.data.to_dict()  # mask-generation needs torchvision: not claimed
+    assert (
+        card.data.pipeline_tag == "mask-generation"
+    )  # the call is run in tests/training/test_mask_generation.py
     assert "Dice 1.0, binary cross-entropy 1.0, IoU-prediction mean squared error 30.0" in card.text
     assert ("three multimask outputs (best one's Dice + cross-entropy, all IoUs) 1.0" in card.text) == (
         mask_outputs == "all"
     )
-    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)  # the first: SAM's own call
     assert f"multimask_output={mask_outputs == 'all'}" in snippet
     row = load_patches(dataset_dir, "test")[0]
     x0, y0, x1, y1 = row["union_box"]
@@ -520,6 +555,9 @@ def test_output_dir_never_clobbers_an_input(tmp_path, tiny_model_dir, dataset_di
         (["--learning_rate", "nan"], "learning_rate nan: expected a finite number >= 0"),
         (["--per_device_train_batch_size", "0"], "per_device_train_batch_size 0: expected at least 1"),
         (["--max_instances", "0"], "max_instances 0: expected at least 1"),
+        (["--point_weight", "-1"], "point_weight -1.0: expected a finite number >= 0"),
+        (["--point_objects", "-1"], "point_objects -1: expected a count >= 0"),
+        (["--background_points", "-2"], "background_points -2: expected a count >= 0"),
         (["--encode_batch_size", "0"], "encode_batch_size 0: expected at least 1"),
         (["--iou_weight", "-1"], "iou_weight -1.0: expected a finite number >= 0"),
         (["--dice_weight", "0", "--ce_weight", "0"], "dice_weight and ce_weight are both 0"),
