@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from sam_mito.errors import SamMitoError
+from sam_mito.napari.layer_choices import fill_layer_choices
 
 if TYPE_CHECKING:
     import napari
@@ -127,18 +128,8 @@ class MeasureWidget(QWidget):
 
     def reset_choices(self, event=None) -> None:
         """Fill the layer choices from the viewer, keeping the current ones."""
-        for box, kind, none in ((self.labels, Labels, False), (self.image, Image, True)):
-            current = box.currentData()
-            box.blockSignals(True)
-            box.clear()
-            if none:
-                box.addItem(NO_IMAGE, None)
-            for layer in self.viewer.layers:
-                if isinstance(layer, kind):
-                    box.addItem(layer.name, layer)
-            if current is not None and (index := box.findData(current)) >= 0:
-                box.setCurrentIndex(index)
-            box.blockSignals(False)
+        fill_layer_choices(self.labels, self.viewer.layers, Labels)
+        fill_layer_choices(self.image, self.viewer.layers, Image, none_item=NO_IMAGE)
         self._labels_changed()
 
     def _labels_changed(self, *_) -> None:

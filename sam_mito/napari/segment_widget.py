@@ -68,6 +68,7 @@ from sam_mito.defaults import (
     Z_WEIGHTINGS,
 )
 from sam_mito.errors import SamMitoError
+from sam_mito.napari.layer_choices import fill_layer_choices
 from sam_mito.volumes.volume import Volume
 
 if TYPE_CHECKING:
@@ -421,15 +422,7 @@ class SegmentWidget(QWidget):
     def reset_choices(self, event=None) -> None:
         """Fill the layer choices from the viewer's image and shapes layers, keeping the current ones."""
         for box, kind in ((self.image, Image), (self.shapes, Shapes)):
-            current = box.currentData()
-            box.blockSignals(True)
-            box.clear()
-            for layer in self.viewer.layers:
-                if isinstance(layer, kind):
-                    box.addItem(layer.name, layer)
-            if current is not None and (index := box.findData(current)) >= 0:
-                box.setCurrentIndex(index)
-            box.blockSignals(False)
+            fill_layer_choices(box, self.viewer.layers, kind)
 
     def _mode_changed(self, *_) -> None:
         mode = self.mode.currentData()
