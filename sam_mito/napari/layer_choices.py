@@ -1,4 +1,7 @@
-"""The widgets' layer pickers: a combo box of the viewer's layers of one kind."""
+"""The widgets' layer pickers: a combo box of the viewer's layers of one kind.
+
+The plugin needs the ``napari`` extra: ``pip install "sam-mito[napari]"``.
+"""
 
 from __future__ import annotations
 
